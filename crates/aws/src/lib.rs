@@ -1,0 +1,1 @@
+//! Resizer's AWS adapters: S3, SQS, DynamoDB, presigning and configuration from the environment.

@@ -1,0 +1,1 @@
+//! The aggregate Lambda function: scheduled usage rollups and archive.

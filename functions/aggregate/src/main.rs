@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("resizer-aggregate: not built yet");
+    std::process::exit(1);
+}

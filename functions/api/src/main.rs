@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("resizer-api: not built yet");
+    std::process::exit(1);
+}

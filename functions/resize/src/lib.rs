@@ -1,0 +1,1 @@
+//! The resize Lambda function: SQS events with partial batch responses.

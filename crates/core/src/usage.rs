@@ -1,0 +1,640 @@
+//! Usage metering: the raw record every job outcome leaves, its keys, and the rollup maths.
+//!
+//! Raw items live under `H#<yyyy-mm-ddThh>#<shard>` / `<customer_id>#<job_id>`. The hour is the
+//! hour the job was *created*, which never changes, so every retry of a job writes the same item
+//! and nothing is counted twice. Rollups (`H#…`, `D#…`, `M#…` per customer) are sums recomputed
+//! from raw data, so recomputing them is idempotent.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::macros::format_description;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+use crate::job::JobId;
+use crate::transform::Format;
+
+/// How long raw items live (the usage table's TTL). The archive is the long-term record.
+pub const RAW_TTL: time::Duration = time::Duration::days(35);
+/// Default number of partitions one hour of raw items is spread over.
+pub const DEFAULT_SHARDS: u32 = 16;
+/// Largest ranges `GET /v1/usage` serves, per granularity.
+pub const MAX_HOURS: i64 = 7 * 24;
+pub const MAX_DAYS: i64 = 400;
+pub const MAX_MONTHS: i64 = 36;
+
+/// The outcome of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Done,
+    Failed,
+}
+
+/// One raw usage item: one per job outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub customer_id: String,
+    pub job_id: JobId,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub pixels_in: u64,
+    pub pixels_out: u64,
+    pub cpu_ms: u64,
+    pub wall_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_in: Option<Format>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_out: Option<Format>,
+    /// When the job was created: decides the hour (and so the item's key).
+    #[serde(with = "time::serde::rfc3339")]
+    pub job_created_at: OffsetDateTime,
+    /// When the outcome was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+}
+
+impl UsageRecord {
+    pub fn hour(&self) -> HourKey {
+        HourKey::of(self.job_created_at)
+    }
+
+    /// The partition key: `H#<hour>#<shard>`.
+    pub fn pk(&self, shards: u32) -> String {
+        raw_pk(&self.hour(), shard_for(&self.job_id, shards))
+    }
+
+    /// The sort key: `<customer_id>#<job_id>`.
+    pub fn sk(&self) -> String {
+        format!("{}#{}", self.customer_id, self.job_id)
+    }
+
+    /// Epoch seconds at which the raw item may expire.
+    pub fn expires_at(&self) -> i64 {
+        (self.recorded_at + RAW_TTL).unix_timestamp()
+    }
+}
+
+/// The partition key of one shard of one hour.
+pub fn raw_pk(hour: &HourKey, shard: u32) -> String {
+    format!("H#{hour}#{shard}")
+}
+
+/// The shard of a job: FNV-1a of its id, so it is stable across processes and releases.
+pub fn shard_for(job_id: &JobId, shards: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in job_id.as_str().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(shards.max(1))) as u32
+}
+
+/// A UTC hour, printed `yyyy-mm-ddThh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HourKey(PrimitiveDateTime);
+
+impl HourKey {
+    pub fn of(ts: OffsetDateTime) -> Self {
+        let utc = ts.to_offset(UtcOffset::UTC);
+        let time = Time::from_hms(utc.hour(), 0, 0).expect("valid hour");
+        Self(PrimitiveDateTime::new(utc.date(), time))
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let date = Date::parse(s.get(..10)?, format_description!("[year]-[month]-[day]")).ok()?;
+        let rest = s.get(10..)?;
+        let hour: u8 = rest.strip_prefix('T')?.parse().ok()?;
+        if rest.len() != 3 {
+            return None;
+        }
+        Some(Self(PrimitiveDateTime::new(
+            date,
+            Time::from_hms(hour, 0, 0).ok()?,
+        )))
+    }
+
+    pub fn start(self) -> OffsetDateTime {
+        self.0.assume_utc()
+    }
+
+    pub fn end(self) -> OffsetDateTime {
+        self.start() + time::Duration::HOUR
+    }
+
+    pub fn date(self) -> Date {
+        self.0.date()
+    }
+
+    pub fn hour(self) -> u8 {
+        self.0.hour()
+    }
+
+    pub fn prev(self, n: i64) -> Self {
+        Self(self.0 - time::Duration::hours(n))
+    }
+
+    pub fn next(self) -> Self {
+        Self(self.0 + time::Duration::HOUR)
+    }
+
+    /// The rollup sort keys this hour contributes to.
+    pub fn periods(self) -> [String; 3] {
+        [
+            Granularity::Hour.period_of(self.start()),
+            Granularity::Day.period_of(self.start()),
+            Granularity::Month.period_of(self.start()),
+        ]
+    }
+
+    /// The archive object key of one customer's raw records of this hour.
+    pub fn archive_key(self, customer_id: &str) -> String {
+        format!(
+            "usage-archive/customer={customer_id}/date={}/hour={:02}.jsonl.gz",
+            date_str(self.date()),
+            self.hour()
+        )
+    }
+}
+
+impl fmt::Display for HourKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}T{:02}", date_str(self.date()), self.hour())
+    }
+}
+
+fn date_str(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// The summed fields of a rollup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub jobs: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub pixels_in: u64,
+    pub pixels_out: u64,
+    pub cpu_ms: u64,
+}
+
+impl Totals {
+    pub const FIELDS: [&'static str; 8] = [
+        "jobs",
+        "done",
+        "failed",
+        "bytes_in",
+        "bytes_out",
+        "pixels_in",
+        "pixels_out",
+        "cpu_ms",
+    ];
+
+    pub fn add_record(&mut self, r: &UsageRecord) {
+        self.jobs += 1;
+        match r.outcome {
+            Outcome::Done => self.done += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+        self.bytes_in += r.bytes_in;
+        self.bytes_out += r.bytes_out;
+        self.pixels_in += r.pixels_in;
+        self.pixels_out += r.pixels_out;
+        self.cpu_ms += r.cpu_ms;
+    }
+
+    pub fn merge(&mut self, o: &Totals) {
+        self.jobs += o.jobs;
+        self.done += o.done;
+        self.failed += o.failed;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.pixels_in += o.pixels_in;
+        self.pixels_out += o.pixels_out;
+        self.cpu_ms += o.cpu_ms;
+    }
+
+    /// The fields in [`Totals::FIELDS`] order.
+    pub fn values(&self) -> [u64; 8] {
+        [
+            self.jobs,
+            self.done,
+            self.failed,
+            self.bytes_in,
+            self.bytes_out,
+            self.pixels_in,
+            self.pixels_out,
+            self.cpu_ms,
+        ]
+    }
+
+    pub fn from_values(v: [u64; 8]) -> Self {
+        Self {
+            jobs: v[0],
+            done: v[1],
+            failed: v[2],
+            bytes_in: v[3],
+            bytes_out: v[4],
+            pixels_in: v[5],
+            pixels_out: v[6],
+            cpu_ms: v[7],
+        }
+    }
+}
+
+/// Sums raw records per customer.
+pub fn sum_by_customer<'a>(
+    records: impl IntoIterator<Item = &'a UsageRecord>,
+) -> BTreeMap<String, Totals> {
+    let mut out: BTreeMap<String, Totals> = BTreeMap::new();
+    for r in records {
+        out.entry(r.customer_id.clone()).or_default().add_record(r);
+    }
+    out
+}
+
+/// Rollup granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Granularity {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "hour" => Some(Self::Hour),
+            "day" => Some(Self::Day),
+            "month" => Some(Self::Month),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Month => "month",
+        }
+    }
+
+    /// The sort-key prefix: `H#`, `D#` or `M#`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Hour => "H#",
+            Self::Day => "D#",
+            Self::Month => "M#",
+        }
+    }
+
+    /// The rollup sort key of the period containing `ts`.
+    pub fn period_of(self, ts: OffsetDateTime) -> String {
+        let ts = ts.to_offset(UtcOffset::UTC);
+        let d = ts.date();
+        match self {
+            Self::Hour => format!("H#{}T{:02}", date_str(d), ts.hour()),
+            Self::Day => format!("D#{}", date_str(d)),
+            Self::Month => format!("M#{:04}-{:02}", d.year(), u8::from(d.month())),
+        }
+    }
+
+    /// Start of the period containing `ts`.
+    pub fn floor(self, ts: OffsetDateTime) -> OffsetDateTime {
+        let ts = ts.to_offset(UtcOffset::UTC);
+        let d = ts.date();
+        match self {
+            Self::Hour => HourKey::of(ts).start(),
+            Self::Day => d.midnight().assume_utc(),
+            Self::Month => Date::from_calendar_date(d.year(), d.month(), 1)
+                .expect("first of month")
+                .midnight()
+                .assume_utc(),
+        }
+    }
+
+    /// Start of the period after the one starting at `start`.
+    pub fn step(self, start: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            Self::Hour => start + time::Duration::HOUR,
+            Self::Day => start + time::Duration::DAY,
+            Self::Month => {
+                let d = start.date();
+                let (y, m) = if d.month() == Month::December {
+                    (d.year() + 1, Month::January)
+                } else {
+                    (d.year(), d.month().next())
+                };
+                Date::from_calendar_date(y, m, 1)
+                    .expect("first of month")
+                    .midnight()
+                    .assume_utc()
+            }
+        }
+    }
+
+    fn max_periods(self) -> i64 {
+        match self {
+            Self::Hour => MAX_HOURS,
+            Self::Day => MAX_DAYS,
+            Self::Month => MAX_MONTHS,
+        }
+    }
+
+    fn limit_text(self) -> &'static str {
+        match self {
+            Self::Hour => "168 hours (7 days)",
+            Self::Day => "400 days",
+            Self::Month => "36 months",
+        }
+    }
+}
+
+/// A validated usage query: whole periods from `from` (inclusive) to `to` (exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRange {
+    pub granularity: Granularity,
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+}
+
+impl UsageRange {
+    /// Parses `from`, `to` (RFC 3339 timestamps or `yyyy-mm-dd` dates, UTC) and `granularity`
+    /// (default `day`). `from` defaults to the start of the current month and `to` to the end of
+    /// the current period. Both are widened to whole periods.
+    pub fn parse(
+        from: Option<&str>,
+        to: Option<&str>,
+        granularity: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Self, crate::transform::ParamError> {
+        use crate::transform::ParamError;
+        let granularity = match granularity {
+            None => Granularity::Day,
+            Some(g) => Granularity::parse(g).ok_or_else(|| {
+                ParamError::new(
+                    "granularity",
+                    format!("granularity must be one of hour, day, month, got {g:?}"),
+                )
+            })?,
+        };
+        let parse_ts = |name: &str, v: &str| {
+            parse_instant(v).ok_or_else(|| {
+                ParamError::new(
+                    name,
+                    format!(
+                        "{name} must be an RFC 3339 timestamp (2026-11-25T13:00:00Z) or a date \
+                         (2026-11-25), got {v:?}"
+                    ),
+                )
+            })
+        };
+        let from = match from {
+            Some(v) => parse_ts("from", v)?,
+            None => Granularity::Month.floor(now),
+        };
+        let to = match to {
+            Some(v) => parse_ts("to", v)?,
+            None => granularity.step(granularity.floor(now)),
+        };
+        let from = granularity.floor(from);
+        // `to` is exclusive: widen it to the end of the period it falls in, unless on a boundary.
+        let to = if granularity.floor(to) == to {
+            to
+        } else {
+            granularity.step(granularity.floor(to))
+        };
+        if to <= from {
+            return Err(ParamError::new("to", "to must be after from"));
+        }
+        let mut n = 0;
+        let mut t = from;
+        while t < to {
+            n += 1;
+            if n > granularity.max_periods() {
+                return Err(ParamError::new(
+                    "to",
+                    format!(
+                        "the range from..to spans more than {} at granularity {}",
+                        granularity.limit_text(),
+                        granularity.as_str()
+                    ),
+                ));
+            }
+            t = granularity.step(t);
+        }
+        Ok(Self {
+            granularity,
+            from,
+            to,
+        })
+    }
+
+    /// The inclusive sort-key bounds for a `BETWEEN` query on the rollups table.
+    pub fn sort_key_bounds(&self) -> (String, String) {
+        let last = self.to - time::Duration::SECOND;
+        (
+            self.granularity.period_of(self.from),
+            self.granularity.period_of(last),
+        )
+    }
+}
+
+fn parse_instant(v: &str) -> Option<OffsetDateTime> {
+    if let Ok(ts) = OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
+        return Some(ts.to_offset(UtcOffset::UTC));
+    }
+    Date::parse(v, format_description!("[year]-[month]-[day]"))
+        .ok()
+        .map(|d| d.midnight().assume_utc())
+}
+
+/// The display form of a rollup period key: `H#2026-11-25T13` → `2026-11-25T13`.
+pub fn period_label(sort_key: &str) -> &str {
+    sort_key.get(2..).unwrap_or(sort_key)
+}
+
+/// Renders one hour of one customer's raw records as JSON Lines, sorted by job id, so that a
+/// re-run produces byte-identical content.
+pub fn archive_lines(records: &mut [UsageRecord]) -> Vec<u8> {
+    records.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    let mut out = Vec::new();
+    for r in records.iter() {
+        serde_json::to_writer(&mut out, r).expect("a usage record always serialises");
+        out.push(b'\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record(customer: &str, created: OffsetDateTime, outcome: Outcome, n: u64) -> UsageRecord {
+        UsageRecord {
+            customer_id: customer.into(),
+            job_id: JobId::generate(),
+            outcome,
+            error_code: (outcome == Outcome::Failed).then(|| "invalid_image".into()),
+            bytes_in: 1000 * n,
+            bytes_out: 100 * n,
+            pixels_in: 10_000 * n,
+            pixels_out: 1_000 * n,
+            cpu_ms: n,
+            wall_ms: 2 * n,
+            format_in: Some(Format::Jpeg),
+            format_out: (outcome == Outcome::Done).then_some(Format::Webp),
+            job_created_at: created,
+            recorded_at: created + time::Duration::seconds(3),
+        }
+    }
+
+    #[test]
+    fn keys() {
+        let r = record("cus_a", datetime!(2026-11-25 13:59:59 UTC), Outcome::Done, 1);
+        assert_eq!(r.hour().to_string(), "2026-11-25T13");
+        let pk = r.pk(16);
+        assert!(pk.starts_with("H#2026-11-25T13#"), "{pk}");
+        let shard: u32 = pk.rsplit('#').next().unwrap().parse().unwrap();
+        assert!(shard < 16);
+        assert_eq!(r.sk(), format!("cus_a#{}", r.job_id));
+        assert_eq!(
+            r.expires_at(),
+            (datetime!(2026-11-25 14:00:02 UTC) + time::Duration::days(35)).unix_timestamp()
+        );
+        // The key never depends on when the outcome was recorded.
+        let mut late = r.clone();
+        late.recorded_at = datetime!(2026-11-25 16:30:00 UTC);
+        assert_eq!(late.pk(16), r.pk(16));
+        assert_eq!(
+            HourKey::of(datetime!(2026-11-25 13:00:00 +02:00)).to_string(),
+            "2026-11-25T11"
+        );
+    }
+
+    #[test]
+    fn shards_spread_evenly() {
+        let mut counts = [0u32; 16];
+        for _ in 0..16_000 {
+            counts[shard_for(&JobId::generate(), 16) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert_eq!(shard_for(&JobId::generate(), 1), 0);
+    }
+
+    #[test]
+    fn hour_keys_parse_and_step() {
+        let h = HourKey::parse("2026-12-31T23").unwrap();
+        assert_eq!(h.next().to_string(), "2027-01-01T00");
+        assert_eq!(h.prev(24).to_string(), "2026-12-30T23");
+        assert_eq!(
+            h.periods(),
+            ["H#2026-12-31T23".to_string(), "D#2026-12-31".into(), "M#2026-12".into()]
+        );
+        assert_eq!(
+            h.archive_key("cus_x"),
+            "usage-archive/customer=cus_x/date=2026-12-31/hour=23.jsonl.gz"
+        );
+        for bad in ["2026-12-31", "2026-12-31T24", "2026-12-31T1", "2026-13-01T00", "x"] {
+            assert!(HourKey::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sums_per_customer() {
+        let t = datetime!(2026-11-25 10:00 UTC);
+        let rs = vec![
+            record("cus_a", t, Outcome::Done, 1),
+            record("cus_a", t, Outcome::Failed, 2),
+            record("cus_b", t, Outcome::Done, 5),
+        ];
+        let sums = sum_by_customer(&rs);
+        assert_eq!(
+            sums["cus_a"],
+            Totals {
+                jobs: 2,
+                done: 1,
+                failed: 1,
+                bytes_in: 3000,
+                bytes_out: 300,
+                pixels_in: 30_000,
+                pixels_out: 3_000,
+                cpu_ms: 3
+            }
+        );
+        assert_eq!(sums["cus_b"].jobs, 1);
+        let mut m = sums["cus_a"];
+        m.merge(&sums["cus_b"]);
+        assert_eq!(m.bytes_in, 8000);
+        assert_eq!(Totals::from_values(m.values()), m);
+    }
+
+    #[test]
+    fn ranges() {
+        let now = datetime!(2026-11-25 13:20 UTC);
+        let r = UsageRange::parse(None, None, None, now).unwrap();
+        assert_eq!(r.granularity, Granularity::Day);
+        assert_eq!(r.from, datetime!(2026-11-01 0:00 UTC));
+        assert_eq!(r.to, datetime!(2026-11-26 0:00 UTC));
+        assert_eq!(
+            r.sort_key_bounds(),
+            ("D#2026-11-01".to_string(), "D#2026-11-25".to_string())
+        );
+
+        let r = UsageRange::parse(
+            Some("2026-11-25T10:30:00Z"),
+            Some("2026-11-25T12:00:00Z"),
+            Some("hour"),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            r.sort_key_bounds(),
+            ("H#2026-11-25T10".to_string(), "H#2026-11-25T11".to_string())
+        );
+
+        let r = UsageRange::parse(Some("2025-12-15"), Some("2026-02-01"), Some("month"), now)
+            .unwrap();
+        assert_eq!(
+            r.sort_key_bounds(),
+            ("M#2025-12".to_string(), "M#2026-01".to_string())
+        );
+
+        let err = |f: Option<&str>, t: Option<&str>, g: Option<&str>| {
+            UsageRange::parse(f, t, g, now).unwrap_err()
+        };
+        assert_eq!(err(None, None, Some("week")).param, "granularity");
+        assert_eq!(err(Some("yesterday"), None, None).param, "from");
+        assert_eq!(err(Some("2026-11-20"), Some("2026-11-10"), None).param, "to");
+        let e = err(Some("2026-10-01"), Some("2026-11-01"), Some("hour"));
+        assert!(e.message.contains("168 hours (7 days)"), "{}", e.message);
+        assert!(UsageRange::parse(Some("2026-11-01"), Some("2026-11-08"), Some("hour"), now).is_ok());
+        assert!(UsageRange::parse(Some("2020-01-01"), Some("2026-11-08"), Some("month"), now).is_err());
+    }
+
+    #[test]
+    fn archive_is_deterministic() {
+        let t = datetime!(2026-11-25 10:00 UTC);
+        let mut a = vec![
+            record("cus_a", t, Outcome::Done, 1),
+            record("cus_a", t, Outcome::Failed, 2),
+        ];
+        let mut b = a.clone();
+        b.reverse();
+        let la = archive_lines(&mut a);
+        assert_eq!(la, archive_lines(&mut b));
+        let text = String::from_utf8(la).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        let first: UsageRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first, a[0]);
+        assert_eq!(period_label("H#2026-11-25T10"), "2026-11-25T10");
+    }
+}

@@ -9,6 +9,17 @@
 
 use std::time::Duration;
 
+mod color;
+mod decode;
+mod encode;
+pub mod geometry;
+mod header;
+mod resize;
+mod run;
+
+#[doc(hidden)]
+pub use run::Tuning;
+
 use crate::transform::{Format, TransformSpec};
 
 /// Bounds checked from the header, before any large allocation.
@@ -90,13 +101,39 @@ impl ImageError {
 /// them against `limits`. Never decodes pixel data; works on a prefix of the file as long as the
 /// header is in it.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, ImageError> {
-    let _ = (bytes, limits);
-    todo!("engine")
+    header::probe(bytes, limits)
 }
 
 /// Decodes (shrinking on load where the format allows), orients, converts to sRGB, resizes,
 /// and encodes without metadata.
+///
+/// The limits are checked from the header before anything is decoded. A panic inside a codec
+/// is caught and reported as [`ImageError::InvalidImage`], so one hostile file cannot take the
+/// process down. `Output::cpu` is this thread's CPU time for the whole call.
 pub fn process(bytes: &[u8], spec: &TransformSpec, limits: &Limits) -> Result<Output, ImageError> {
-    let _ = (bytes, spec, limits);
-    todo!("engine")
+    process_tuned(bytes, spec, limits, &Tuning::default())
+}
+
+/// [`process`] with the engine's internal knobs exposed, for benchmarks and experiments only.
+#[doc(hidden)]
+pub fn process_tuned(bytes: &[u8], spec: &TransformSpec, limits: &Limits, tuning: &Tuning) -> Result<Output, ImageError> {
+    let start = cpu_time::ThreadTime::try_now().ok();
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run_tuned(bytes, spec, limits, tuning)));
+    let cpu = start.and_then(|t| t.try_elapsed().ok()).unwrap_or_default();
+    match result {
+        Ok(Ok(mut out)) => {
+            out.cpu = cpu;
+            Ok(out)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(ImageError::InvalidImage(format!("the codec failed on this input ({msg})")))
+        }
+    }
 }

@@ -1,0 +1,252 @@
+//! Decoders. JPEG goes through libjpeg-turbo with DCT-domain shrink-on-load and, for YCbCr
+//! images, straight to YUV planes (no colour conversion, no chroma upsampling, half the memory of
+//! RGB for 4:2:0). PNG, WebP and GIF go through the `image` crate's codecs.
+
+use std::io::Cursor;
+
+use image::ImageDecoder;
+use turbojpeg::{Colorspace, Decompressor, PixelFormat, ScalingFactor, Subsamp, YuvImage};
+
+use crate::transform::Format;
+
+use super::geometry::Orientation;
+use super::header::{self, JpegHeader};
+use super::{ImageError, ImageInfo};
+
+/// An interleaved 8-bit image: 1 (grey), 3 (RGB) or 4 (RGBA, straight alpha) channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bitmap {
+    pub data: Vec<u8>,
+    pub w: usize,
+    pub h: usize,
+    pub ch: usize,
+}
+
+impl Bitmap {
+    pub fn new(data: Vec<u8>, w: usize, h: usize, ch: usize) -> Self {
+        debug_assert_eq!(data.len(), w * h * ch);
+        Self { data, w, h, ch }
+    }
+}
+
+/// JPEG YCbCr planes in libjpeg-turbo's layout: Y (`yw × yh`, padded to the MCU) then Cb then Cr
+/// (each `cw × chh`), in one buffer.
+#[derive(Debug, Clone)]
+pub struct Yuv {
+    pub buf: Vec<u8>,
+    /// The image's luma size (the Y plane may be padded beyond it).
+    pub w: usize,
+    pub h: usize,
+    pub yw: usize,
+    pub yh: usize,
+    pub cw: usize,
+    pub chh: usize,
+    /// Chroma subsampling factors (2, 2 for 4:2:0).
+    pub sx: usize,
+    pub sy: usize,
+}
+
+impl Yuv {
+    pub fn y(&self) -> &[u8] {
+        &self.buf[..self.yw * self.yh]
+    }
+    pub fn u(&self) -> &[u8] {
+        let o = self.yw * self.yh;
+        &self.buf[o..o + self.cw * self.chh]
+    }
+    pub fn v(&self) -> &[u8] {
+        let o = self.yw * self.yh + self.cw * self.chh;
+        &self.buf[o..o + self.cw * self.chh]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Pixels {
+    Yuv(Yuv),
+    Bitmap(Bitmap),
+}
+
+impl Pixels {
+    pub fn width(&self) -> usize {
+        match self {
+            Pixels::Yuv(y) => y.w,
+            Pixels::Bitmap(b) => b.w,
+        }
+    }
+    pub fn height(&self) -> usize {
+        match self {
+            Pixels::Yuv(y) => y.h,
+            Pixels::Bitmap(b) => b.h,
+        }
+    }
+}
+
+/// A decoded image in its stored (not yet oriented) frame.
+#[derive(Debug)]
+pub struct Decoded {
+    pub pixels: Pixels,
+    /// The embedded ICC profile, when the pixels are still in its colour space.
+    pub icc: Option<Vec<u8>>,
+    pub orientation: Orientation,
+}
+
+/// Chooses the JPEG shrink-on-load factor for an overall reduction of `shrink` (≥ 1), leaving
+/// at least `residual` for the final filter. libvips uses a residual of 2.
+pub fn jpeg_shrink_factor(shrink: f64, residual: f64) -> usize {
+    [8, 4, 2]
+        .into_iter()
+        .find(|&s| shrink / s as f64 >= residual)
+        .unwrap_or(1)
+}
+
+/// The residual reduction left for the resampling filter after shrink-on-load. See
+/// docs/benchmarks.md for the SSIM measurements behind this choice.
+pub const SHRINK_ON_LOAD_RESIDUAL: f64 = 2.0;
+
+/// Reads orientation and ICC without decoding pixels (JPEG).
+pub fn jpeg_meta(bytes: &[u8]) -> Result<(JpegHeader<'_>, Orientation), ImageError> {
+    let hdr = header::jpeg_header(bytes, true)?;
+    let orientation = hdr.exif.map(header::exif_orientation).unwrap_or_default();
+    Ok((hdr, orientation))
+}
+
+fn tj_err(e: turbojpeg::Error) -> ImageError {
+    match e {
+        turbojpeg::Error::TurboJpegError(msg) => ImageError::InvalidImage(format!("JPEG: {msg}")),
+        other => ImageError::InvalidImage(format!("JPEG: {other}")),
+    }
+}
+
+/// Decodes a JPEG, shrinking by `shrink` (1, 2, 4 or 8) in the DCT domain.
+pub fn jpeg(bytes: &[u8], hdr: JpegHeader<'_>, orientation: Orientation, shrink: usize) -> Result<Decoded, ImageError> {
+    let mut d = Decompressor::new().map_err(|e| ImageError::Internal(format!("turbojpeg init: {e}")))?;
+    // A progressive JPEG with thousands of tiny scans is a classic decoder DoS.
+    d.set_scan_limit(500).map_err(tj_err)?;
+    let th = d.read_header(bytes).map_err(tj_err)?;
+    if th.width != hdr.width as usize || th.height != hdr.height as usize {
+        return Err(ImageError::InvalidImage("JPEG: inconsistent frame headers".into()));
+    }
+    if !th.is_lossless && shrink > 1 {
+        d.set_scaling_factor(ScalingFactor::new(1, shrink)).map_err(tj_err)?;
+    }
+    let sf = d.scaling_factor();
+    let (w, h) = (sf.scale(th.width), sf.scale(th.height));
+    let icc = hdr.icc;
+
+    let pixels = match th.colorspace {
+        Colorspace::YCbCr if !matches!(th.subsamp, Subsamp::Unknown | Subsamp::Gray) => {
+            let (sx, sy) = th.subsamp.size();
+            let layout = YuvImage { pixels: (), width: w, align: 1, height: h, subsamp: th.subsamp };
+            let (yw, yh) = layout.y_size();
+            let (cw, chh) = layout.uv_size();
+            let len = turbojpeg::yuv_pixels_len(w, 1, h, th.subsamp).map_err(tj_err)?;
+            if len != yw * yh + 2 * cw * chh {
+                return Err(ImageError::Internal("unexpected YUV plane layout".into()));
+            }
+            let mut buf = vec![0u8; len];
+            let out = YuvImage { pixels: buf.as_mut_slice(), width: w, align: 1, height: h, subsamp: th.subsamp };
+            d.decompress_to_yuv(bytes, out).map_err(tj_err)?;
+            Pixels::Yuv(Yuv { buf, w, h, yw, yh, cw, chh, sx, sy })
+        }
+        Colorspace::Gray => Pixels::Bitmap(decompress(&mut d, bytes, w, h, PixelFormat::GRAY, 1)?),
+        Colorspace::CMYK | Colorspace::YCCK => {
+            let cmyk = decompress(&mut d, bytes, w, h, PixelFormat::CMYK, 4)?;
+            // Photoshop writes Adobe CMYK inverted (0 = full ink); the APP14 marker flags it.
+            let inverted = hdr.adobe_transform.is_some();
+            let rgb = super::color::cmyk_to_rgb(&cmyk, inverted, icc.as_deref())?;
+            return Ok(Decoded { pixels: Pixels::Bitmap(rgb), icc: None, orientation });
+        }
+        _ => Pixels::Bitmap(decompress(&mut d, bytes, w, h, PixelFormat::RGB, 3)?),
+    };
+    Ok(Decoded { pixels, icc, orientation })
+}
+
+fn decompress(d: &mut Decompressor, bytes: &[u8], w: usize, h: usize, format: PixelFormat, ch: usize) -> Result<Bitmap, ImageError> {
+    let mut data = vec![0u8; w * h * ch];
+    let image = turbojpeg::Image { pixels: data.as_mut_slice(), width: w, pitch: w * ch, height: h, format };
+    d.decompress(bytes, image).map_err(tj_err)?;
+    Ok(Bitmap::new(data, w, h, ch))
+}
+
+/// Decodes PNG, WebP or GIF (first frame) with the `image` crate's codecs, to 8 bits per sample.
+pub fn other(bytes: &[u8], info: &ImageInfo) -> Result<Decoded, ImageError> {
+    // Leave room for one 16-bit RGBA copy of the declared image plus codec working memory.
+    let pixels = u64::from(info.width) * u64::from(info.height);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(info.width);
+    limits.max_image_height = Some(info.height);
+    limits.max_alloc = Some(pixels * 8 + (64 << 20));
+    let cursor = Cursor::new(bytes);
+    match info.format {
+        Format::Png => {
+            let dec = image::codecs::png::PngDecoder::with_limits(cursor, limits).map_err(img_err)?;
+            finish(dec, info)
+        }
+        Format::Webp => {
+            let mut dec = image::codecs::webp::WebPDecoder::new(cursor).map_err(img_err)?;
+            dec.set_limits(limits).map_err(img_err)?;
+            finish(dec, info)
+        }
+        Format::Gif => {
+            let mut dec = image::codecs::gif::GifDecoder::new(cursor).map_err(img_err)?;
+            dec.set_limits(limits).map_err(img_err)?;
+            finish(dec, info)
+        }
+        Format::Jpeg | Format::Avif => Err(ImageError::Internal(format!("no generic decoder for {}", info.format))),
+    }
+}
+
+fn img_err(e: image::ImageError) -> ImageError {
+    match e {
+        image::ImageError::Limits(l) => ImageError::InvalidImage(format!("decoder limit: {l}")),
+        image::ImageError::Unsupported(u) => ImageError::UnsupportedFormat(u.to_string()),
+        other => ImageError::InvalidImage(other.to_string()),
+    }
+}
+
+fn finish<D: ImageDecoder>(mut dec: D, info: &ImageInfo) -> Result<Decoded, ImageError> {
+    let (w, h) = dec.dimensions();
+    if u64::from(w) * u64::from(h) > u64::from(info.width) * u64::from(info.height) || w == 0 || h == 0 {
+        return Err(ImageError::InvalidImage(format!(
+            "the {} decoder reports {w}x{h}, unlike its header ({}x{})",
+            info.format, info.width, info.height
+        )));
+    }
+    let icc = dec.icc_profile().ok().flatten();
+    let orientation = dec
+        .exif_metadata()
+        .ok()
+        .flatten()
+        .map(|e| header::exif_orientation(&e))
+        .unwrap_or_default();
+    let color = dec.color_type();
+    let (w, h) = (w as usize, h as usize);
+    let mut raw = vec![0u8; usize::try_from(dec.total_bytes()).map_err(|_| ImageError::InvalidImage("too large".into()))?];
+    dec.read_image(&mut raw).map_err(img_err)?;
+    use image::ColorType as C;
+    let bitmap = match color {
+        C::L8 => Bitmap::new(raw, w, h, 1),
+        C::Rgb8 => Bitmap::new(raw, w, h, 3),
+        C::Rgba8 => Bitmap::new(raw, w, h, 4),
+        C::La8 => Bitmap::new(raw.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(), w, h, 4),
+        C::L16 => Bitmap::new(to_u8(&raw).collect(), w, h, 1),
+        C::Rgb16 => Bitmap::new(to_u8(&raw).collect(), w, h, 3),
+        C::Rgba16 => Bitmap::new(to_u8(&raw).collect(), w, h, 4),
+        C::La16 => {
+            let v: Vec<u8> = to_u8(&raw).collect();
+            Bitmap::new(v.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(), w, h, 4)
+        }
+        other => {
+            return Err(ImageError::UnsupportedFormat(format!("{} with {other:?} samples", info.format)));
+        }
+    };
+    Ok(Decoded { pixels: Pixels::Bitmap(bitmap), icc, orientation })
+}
+
+/// 16-bit native-endian samples to 8 bits, rounding.
+fn to_u8(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    raw.chunks_exact(2).map(|c| {
+        let v = u32::from(u16::from_ne_bytes([c[0], c[1]]));
+        ((v * 255 + 32767) / 65535) as u8
+    })
+}

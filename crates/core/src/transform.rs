@@ -139,7 +139,13 @@ pub enum Fit {
 }
 
 impl Fit {
-    pub const ALL: [Fit; 5] = [Fit::Cover, Fit::Contain, Fit::Fill, Fit::Inside, Fit::Outside];
+    pub const ALL: [Fit; 5] = [
+        Fit::Cover,
+        Fit::Contain,
+        Fit::Fill,
+        Fit::Inside,
+        Fit::Outside,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -447,7 +453,10 @@ impl TryFrom<RawSpec> for TransformSpec {
 
     fn try_from(raw: RawSpec) -> Result<Self, ParamError> {
         let width = raw.width.map(|w| Dimension::new("width", w)).transpose()?;
-        let height = raw.height.map(|h| Dimension::new("height", h)).transpose()?;
+        let height = raw
+            .height
+            .map(|h| Dimension::new("height", h))
+            .transpose()?;
         if width.is_none() && height.is_none() {
             return Err(ParamError::new(
                 "width",
@@ -506,7 +515,10 @@ fn parse_u32(param: &str, value: &str, range: &str) -> Result<u32, ParamError> {
     let bad = || {
         ParamError::new(
             param,
-            format!("{param} must be an integer {range}, got {:?}", truncate(value)),
+            format!(
+                "{param} must be an integer {range}, got {:?}",
+                truncate(value)
+            ),
         )
     };
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -588,10 +600,19 @@ mod tests {
 
     #[test]
     fn precise_messages() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case<'_>] = &[
             (&[("width", "0")], "width", "width must be 1..=8192, got 0"),
-            (&[("width", "8193")], "width", "width must be 1..=8192, got 8193"),
-            (&[("height", "99999")], "height", "height must be 1..=8192, got 99999"),
+            (
+                &[("width", "8193")],
+                "width",
+                "width must be 1..=8192, got 8193",
+            ),
+            (
+                &[("height", "99999")],
+                "height",
+                "height must be 1..=8192, got 99999",
+            ),
             (
                 &[("width", "abc")],
                 "width",
@@ -666,7 +687,11 @@ mod tests {
         ];
         for (q, param, msg) in cases {
             let err = parse(q).unwrap_err();
-            assert_eq!((err.param.as_str(), err.message.as_str()), (*param, *msg), "{q:?}");
+            assert_eq!(
+                (err.param.as_str(), err.message.as_str()),
+                (*param, *msg),
+                "{q:?}"
+            );
         }
     }
 
@@ -674,7 +699,10 @@ mod tests {
     fn unknown_parameter_lists_the_allowed_ones() {
         let err = parse(&[("width", "10"), ("widht", "20")]).unwrap_err();
         assert_eq!(err.param, "widht");
-        assert!(err.message.starts_with("unknown parameter \"widht\"; allowed: width, height"));
+        assert!(
+            err.message
+                .starts_with("unknown parameter \"widht\"; allowed: width, height")
+        );
     }
 
     #[test]
@@ -696,15 +724,23 @@ mod tests {
         let back: TransformSpec = serde_json::from_value(json).unwrap();
         assert_eq!(back, s);
         let bad = serde_json::from_value::<TransformSpec>(serde_json::json!({"width": 0}));
-        assert!(bad.unwrap_err().to_string().contains("width must be 1..=8192, got 0"));
-        let unknown = serde_json::from_value::<TransformSpec>(serde_json::json!({"width": 5, "x": 1}));
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("width must be 1..=8192, got 0")
+        );
+        let unknown =
+            serde_json::from_value::<TransformSpec>(serde_json::json!({"width": 5, "x": 1}));
         assert!(unknown.is_err());
     }
 
     #[test]
     fn mime_types() {
         assert_eq!(Format::from_mime("image/jpeg"), Some(Format::Jpeg));
-        assert_eq!(Format::from_mime("IMAGE/PNG; charset=binary"), Some(Format::Png));
+        assert_eq!(
+            Format::from_mime("IMAGE/PNG; charset=binary"),
+            Some(Format::Png)
+        );
         assert_eq!(Format::from_mime("text/plain"), None);
         assert_eq!(Format::Jpeg.extension(), "jpg");
         assert!(!Format::Gif.is_output() && !Format::Avif.is_input());

@@ -15,7 +15,12 @@ pub fn yuv_to_rgb(y: &[u8], u: &[u8], v: &[u8], w: usize, h: usize) -> Bitmap {
     const CB_B: i32 = 116_130; // 1.772
     const HALF: i32 = 1 << 15;
     let mut out = vec![0u8; w * h * 3];
-    for (((px, &y), &cb), &cr) in out.chunks_exact_mut(3).zip(&y[..w * h]).zip(&u[..w * h]).zip(&v[..w * h]) {
+    for (((px, &y), &cb), &cr) in out
+        .chunks_exact_mut(3)
+        .zip(&y[..w * h])
+        .zip(&u[..w * h])
+        .zip(&v[..w * h])
+    {
         let y = i32::from(y) << 16;
         let cb = i32::from(cb) - 128;
         let cr = i32::from(cr) - 128;
@@ -32,7 +37,11 @@ fn cms_err(e: moxcms::CmsError) -> ImageError {
 
 /// CMYK (4 samples) → RGB. With a CMYK ICC profile the conversion is colour-managed; without
 /// one it is the naive complement. `inverted` is Adobe's convention (0 = full ink).
-pub fn cmyk_to_rgb(cmyk: &Bitmap, inverted: bool, icc: Option<&[u8]>) -> Result<Bitmap, ImageError> {
+pub fn cmyk_to_rgb(
+    cmyk: &Bitmap,
+    inverted: bool,
+    icc: Option<&[u8]>,
+) -> Result<Bitmap, ImageError> {
     let profile = icc
         .and_then(|p| ColorProfile::new_from_slice(p).ok())
         .filter(|p| p.color_space == DataColorSpace::Cmyk);
@@ -43,7 +52,12 @@ pub fn cmyk_to_rgb(cmyk: &Bitmap, inverted: bool, icc: Option<&[u8]>) -> Result<
             src.iter_mut().for_each(|v| *v = 255 - *v);
         }
         let t = profile
-            .create_transform_8bit(Layout::Rgba, &ColorProfile::new_srgb(), Layout::Rgb, TransformOptions::default())
+            .create_transform_8bit(
+                Layout::Rgba,
+                &ColorProfile::new_srgb(),
+                Layout::Rgb,
+                TransformOptions::default(),
+            )
             .map_err(cms_err)?;
         let mut out = vec![0u8; cmyk.w * cmyk.h * 3];
         t.transform(&src, &mut out).map_err(cms_err)?;
@@ -98,7 +112,9 @@ pub fn icc_to_srgb(b: Bitmap, icc: &[u8]) -> Result<Bitmap, ImageError> {
                 return Ok(b);
             }
             let layout = if b.ch == 4 { Layout::Rgba } else { Layout::Rgb };
-            let Ok(t) = profile.create_transform_8bit(layout, &srgb, layout, TransformOptions::default()) else {
+            let Ok(t) =
+                profile.create_transform_8bit(layout, &srgb, layout, TransformOptions::default())
+            else {
                 return Ok(b);
             };
             let mut out = vec![0u8; b.data.len()];
@@ -106,7 +122,12 @@ pub fn icc_to_srgb(b: Bitmap, icc: &[u8]) -> Result<Bitmap, ImageError> {
             Ok(Bitmap::new(out, b.w, b.h, b.ch))
         }
         (DataColorSpace::Gray, 1) => {
-            let Ok(t) = profile.create_transform_8bit(Layout::Gray, &srgb, Layout::Rgb, TransformOptions::default()) else {
+            let Ok(t) = profile.create_transform_8bit(
+                Layout::Gray,
+                &srgb,
+                Layout::Rgb,
+                TransformOptions::default(),
+            ) else {
                 return Ok(b);
             };
             let mut out = vec![0u8; b.w * b.h * 3];
@@ -152,8 +173,16 @@ pub fn to_channels(b: Bitmap, ch: usize) -> Bitmap {
     let data: Vec<u8> = match (b.ch, ch) {
         (1, 3) => b.data.iter().flat_map(|&g| [g, g, g]).collect(),
         (1, 4) => b.data.iter().flat_map(|&g| [g, g, g, 255]).collect(),
-        (3, 4) => b.data.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
-        (4, 3) => b.data.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        (3, 4) => b
+            .data
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        (4, 3) => b
+            .data
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         (3, 1) | (4, 1) => b.data.chunks_exact(b.ch).map(|p| p[0]).collect(),
         _ => return b,
     };
@@ -185,7 +214,11 @@ mod tests {
     fn yuv_primaries() {
         // Pure red in JFIF YCbCr is (76, 85, 255).
         let b = yuv_to_rgb(&[76], &[85], &[255], 1, 1);
-        assert!(b.data[0] >= 253 && b.data[1] <= 2 && b.data[2] <= 2, "{:?}", b.data);
+        assert!(
+            b.data[0] >= 253 && b.data[1] <= 2 && b.data[2] <= 2,
+            "{:?}",
+            b.data
+        );
         let g = yuv_to_rgb(&[128], &[128], &[128], 1, 1);
         assert_eq!(g.data, vec![128, 128, 128]);
     }
@@ -193,9 +226,15 @@ mod tests {
     #[test]
     fn naive_cmyk() {
         let plain = Bitmap::new(vec![0, 255, 255, 0], 1, 1, 4); // cyan-free, full M and Y → red
-        assert_eq!(cmyk_to_rgb(&plain, false, None).unwrap().data, vec![255, 0, 0]);
+        assert_eq!(
+            cmyk_to_rgb(&plain, false, None).unwrap().data,
+            vec![255, 0, 0]
+        );
         let adobe = Bitmap::new(vec![255, 0, 0, 255], 1, 1, 4); // the same, Adobe-inverted
-        assert_eq!(cmyk_to_rgb(&adobe, true, None).unwrap().data, vec![255, 0, 0]);
+        assert_eq!(
+            cmyk_to_rgb(&adobe, true, None).unwrap().data,
+            vec![255, 0, 0]
+        );
     }
 
     #[test]
@@ -209,7 +248,9 @@ mod tests {
     #[test]
     fn srgb_profiles_are_left_alone() {
         let srgb = ColorProfile::new_srgb().encode().unwrap();
-        assert!(!needs_conversion(&srgb) || !is_srgb(&ColorProfile::new_from_slice(&srgb).unwrap()));
+        assert!(
+            !needs_conversion(&srgb) || !is_srgb(&ColorProfile::new_from_slice(&srgb).unwrap())
+        );
         let p3 = ColorProfile::new_display_p3().encode().unwrap();
         assert!(needs_conversion(&p3));
         assert!(!needs_conversion(b"garbage"));

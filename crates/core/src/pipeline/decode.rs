@@ -118,16 +118,25 @@ fn tj_err(e: turbojpeg::Error) -> ImageError {
 }
 
 /// Decodes a JPEG, shrinking by `shrink` (1, 2, 4 or 8) in the DCT domain.
-pub fn jpeg(bytes: &[u8], hdr: JpegHeader<'_>, orientation: Orientation, shrink: usize) -> Result<Decoded, ImageError> {
-    let mut d = Decompressor::new().map_err(|e| ImageError::Internal(format!("turbojpeg init: {e}")))?;
+pub fn jpeg(
+    bytes: &[u8],
+    hdr: JpegHeader<'_>,
+    orientation: Orientation,
+    shrink: usize,
+) -> Result<Decoded, ImageError> {
+    let mut d =
+        Decompressor::new().map_err(|e| ImageError::Internal(format!("turbojpeg init: {e}")))?;
     // A progressive JPEG with thousands of tiny scans is a classic decoder DoS.
     d.set_scan_limit(500).map_err(tj_err)?;
     let th = d.read_header(bytes).map_err(tj_err)?;
     if th.width != hdr.width as usize || th.height != hdr.height as usize {
-        return Err(ImageError::InvalidImage("JPEG: inconsistent frame headers".into()));
+        return Err(ImageError::InvalidImage(
+            "JPEG: inconsistent frame headers".into(),
+        ));
     }
     if !th.is_lossless && shrink > 1 {
-        d.set_scaling_factor(ScalingFactor::new(1, shrink)).map_err(tj_err)?;
+        d.set_scaling_factor(ScalingFactor::new(1, shrink))
+            .map_err(tj_err)?;
     }
     let sf = d.scaling_factor();
     let (w, h) = (sf.scale(th.width), sf.scale(th.height));
@@ -136,7 +145,13 @@ pub fn jpeg(bytes: &[u8], hdr: JpegHeader<'_>, orientation: Orientation, shrink:
     let pixels = match th.colorspace {
         Colorspace::YCbCr if !matches!(th.subsamp, Subsamp::Unknown | Subsamp::Gray) => {
             let (sx, sy) = th.subsamp.size();
-            let layout = YuvImage { pixels: (), width: w, align: 1, height: h, subsamp: th.subsamp };
+            let layout = YuvImage {
+                pixels: (),
+                width: w,
+                align: 1,
+                height: h,
+                subsamp: th.subsamp,
+            };
             let (yw, yh) = layout.y_size();
             let (cw, chh) = layout.uv_size();
             let len = turbojpeg::yuv_pixels_len(w, 1, h, th.subsamp).map_err(tj_err)?;
@@ -144,9 +159,25 @@ pub fn jpeg(bytes: &[u8], hdr: JpegHeader<'_>, orientation: Orientation, shrink:
                 return Err(ImageError::Internal("unexpected YUV plane layout".into()));
             }
             let mut buf = vec![0u8; len];
-            let out = YuvImage { pixels: buf.as_mut_slice(), width: w, align: 1, height: h, subsamp: th.subsamp };
+            let out = YuvImage {
+                pixels: buf.as_mut_slice(),
+                width: w,
+                align: 1,
+                height: h,
+                subsamp: th.subsamp,
+            };
             d.decompress_to_yuv(bytes, out).map_err(tj_err)?;
-            Pixels::Yuv(Yuv { buf, w, h, yw, yh, cw, chh, sx, sy })
+            Pixels::Yuv(Yuv {
+                buf,
+                w,
+                h,
+                yw,
+                yh,
+                cw,
+                chh,
+                sx,
+                sy,
+            })
         }
         Colorspace::Gray => Pixels::Bitmap(decompress(&mut d, bytes, w, h, PixelFormat::GRAY, 1)?),
         Colorspace::CMYK | Colorspace::YCCK => {
@@ -154,16 +185,37 @@ pub fn jpeg(bytes: &[u8], hdr: JpegHeader<'_>, orientation: Orientation, shrink:
             // Photoshop writes Adobe CMYK inverted (0 = full ink); the APP14 marker flags it.
             let inverted = hdr.adobe_transform.is_some();
             let rgb = super::color::cmyk_to_rgb(&cmyk, inverted, icc.as_deref())?;
-            return Ok(Decoded { pixels: Pixels::Bitmap(rgb), icc: None, orientation });
+            return Ok(Decoded {
+                pixels: Pixels::Bitmap(rgb),
+                icc: None,
+                orientation,
+            });
         }
         _ => Pixels::Bitmap(decompress(&mut d, bytes, w, h, PixelFormat::RGB, 3)?),
     };
-    Ok(Decoded { pixels, icc, orientation })
+    Ok(Decoded {
+        pixels,
+        icc,
+        orientation,
+    })
 }
 
-fn decompress(d: &mut Decompressor, bytes: &[u8], w: usize, h: usize, format: PixelFormat, ch: usize) -> Result<Bitmap, ImageError> {
+fn decompress(
+    d: &mut Decompressor,
+    bytes: &[u8],
+    w: usize,
+    h: usize,
+    format: PixelFormat,
+    ch: usize,
+) -> Result<Bitmap, ImageError> {
     let mut data = vec![0u8; w * h * ch];
-    let image = turbojpeg::Image { pixels: data.as_mut_slice(), width: w, pitch: w * ch, height: h, format };
+    let image = turbojpeg::Image {
+        pixels: data.as_mut_slice(),
+        width: w,
+        pitch: w * ch,
+        height: h,
+        format,
+    };
     d.decompress(bytes, image).map_err(tj_err)?;
     Ok(Bitmap::new(data, w, h, ch))
 }
@@ -179,7 +231,8 @@ pub fn other(bytes: &[u8], info: &ImageInfo) -> Result<Decoded, ImageError> {
     let cursor = Cursor::new(bytes);
     match info.format {
         Format::Png => {
-            let dec = image::codecs::png::PngDecoder::with_limits(cursor, limits).map_err(img_err)?;
+            let dec =
+                image::codecs::png::PngDecoder::with_limits(cursor, limits).map_err(img_err)?;
             finish(dec, info)
         }
         Format::Webp => {
@@ -192,7 +245,10 @@ pub fn other(bytes: &[u8], info: &ImageInfo) -> Result<Decoded, ImageError> {
             dec.set_limits(limits).map_err(img_err)?;
             finish(dec, info)
         }
-        Format::Jpeg | Format::Avif => Err(ImageError::Internal(format!("no generic decoder for {}", info.format))),
+        Format::Jpeg | Format::Avif => Err(ImageError::Internal(format!(
+            "no generic decoder for {}",
+            info.format
+        ))),
     }
 }
 
@@ -206,7 +262,10 @@ fn img_err(e: image::ImageError) -> ImageError {
 
 fn finish<D: ImageDecoder>(mut dec: D, info: &ImageInfo) -> Result<Decoded, ImageError> {
     let (w, h) = dec.dimensions();
-    if u64::from(w) * u64::from(h) > u64::from(info.width) * u64::from(info.height) || w == 0 || h == 0 {
+    if u64::from(w) * u64::from(h) > u64::from(info.width) * u64::from(info.height)
+        || w == 0
+        || h == 0
+    {
         return Err(ImageError::InvalidImage(format!(
             "the {} decoder reports {w}x{h}, unlike its header ({}x{})",
             info.format, info.width, info.height
@@ -221,26 +280,51 @@ fn finish<D: ImageDecoder>(mut dec: D, info: &ImageInfo) -> Result<Decoded, Imag
         .unwrap_or_default();
     let color = dec.color_type();
     let (w, h) = (w as usize, h as usize);
-    let mut raw = vec![0u8; usize::try_from(dec.total_bytes()).map_err(|_| ImageError::InvalidImage("too large".into()))?];
+    let mut raw = vec![
+        0u8;
+        usize::try_from(dec.total_bytes())
+            .map_err(|_| ImageError::InvalidImage("too large".into()))?
+    ];
     dec.read_image(&mut raw).map_err(img_err)?;
     use image::ColorType as C;
     let bitmap = match color {
         C::L8 => Bitmap::new(raw, w, h, 1),
         C::Rgb8 => Bitmap::new(raw, w, h, 3),
         C::Rgba8 => Bitmap::new(raw, w, h, 4),
-        C::La8 => Bitmap::new(raw.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(), w, h, 4),
+        C::La8 => Bitmap::new(
+            raw.chunks_exact(2)
+                .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                .collect(),
+            w,
+            h,
+            4,
+        ),
         C::L16 => Bitmap::new(to_u8(&raw).collect(), w, h, 1),
         C::Rgb16 => Bitmap::new(to_u8(&raw).collect(), w, h, 3),
         C::Rgba16 => Bitmap::new(to_u8(&raw).collect(), w, h, 4),
         C::La16 => {
             let v: Vec<u8> = to_u8(&raw).collect();
-            Bitmap::new(v.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(), w, h, 4)
+            Bitmap::new(
+                v.chunks_exact(2)
+                    .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                    .collect(),
+                w,
+                h,
+                4,
+            )
         }
         other => {
-            return Err(ImageError::UnsupportedFormat(format!("{} with {other:?} samples", info.format)));
+            return Err(ImageError::UnsupportedFormat(format!(
+                "{} with {other:?} samples",
+                info.format
+            )));
         }
     };
-    Ok(Decoded { pixels: Pixels::Bitmap(bitmap), icc, orientation })
+    Ok(Decoded {
+        pixels: Pixels::Bitmap(bitmap),
+        icc,
+        orientation,
+    })
 }
 
 /// 16-bit native-endian samples to 8 bits, rounding.

@@ -17,8 +17,10 @@ fn enc_err(what: &str, e: impl std::fmt::Display) -> ImageError {
 
 fn jpeg_compressor(quality: u8) -> Result<Compressor, ImageError> {
     let mut c = Compressor::new().map_err(|e| enc_err("JPEG", e))?;
-    c.set_quality(i32::from(quality)).map_err(|e| enc_err("JPEG", e))?;
-    c.set_subsamp(Subsamp::Sub2x2).map_err(|e| enc_err("JPEG", e))?;
+    c.set_quality(i32::from(quality))
+        .map_err(|e| enc_err("JPEG", e))?;
+    c.set_subsamp(Subsamp::Sub2x2)
+        .map_err(|e| enc_err("JPEG", e))?;
     Ok(c)
 }
 
@@ -50,7 +52,8 @@ pub fn jpeg_from_planes(p: &Planes, quality: u8) -> Result<Vec<u8>, ImageError> 
         subsamp: Subsamp::Sub2x2,
     };
     let mut c = jpeg_compressor(quality)?;
-    c.compress_yuv_planes_to_vec(&image).map_err(|e| enc_err("JPEG", e))
+    c.compress_yuv_planes_to_vec(&image)
+        .map_err(|e| enc_err("JPEG", e))
 }
 
 /// A JPEG from grey (one channel, written as greyscale) or RGB (4:2:0).
@@ -58,13 +61,20 @@ pub fn jpeg(b: &Bitmap, quality: u8) -> Result<Vec<u8>, ImageError> {
     let mut c = jpeg_compressor(quality)?;
     let format = match b.ch {
         1 => {
-            c.set_subsamp(Subsamp::Gray).map_err(|e| enc_err("JPEG", e))?;
+            c.set_subsamp(Subsamp::Gray)
+                .map_err(|e| enc_err("JPEG", e))?;
             PixelFormat::GRAY
         }
         3 => PixelFormat::RGB,
         n => return Err(ImageError::Internal(format!("JPEG encoder: {n} channels"))),
     };
-    let image = turbojpeg::Image { pixels: &b.data[..], width: b.w, pitch: b.w * b.ch, height: b.h, format };
+    let image = turbojpeg::Image {
+        pixels: &b.data[..],
+        width: b.w,
+        pitch: b.w * b.ch,
+        height: b.h,
+        format,
+    };
     c.compress_to_vec(image).map_err(|e| enc_err("JPEG", e))
 }
 
@@ -107,11 +117,19 @@ pub fn avif(b: &Bitmap, quality: u8) -> Result<Vec<u8>, ImageError> {
         .with_num_threads(Some(1));
     let res = match b.ch {
         3 => {
-            let px: Vec<RGB8> = b.data.chunks_exact(3).map(|p| RGB8::new(p[0], p[1], p[2])).collect();
+            let px: Vec<RGB8> = b
+                .data
+                .chunks_exact(3)
+                .map(|p| RGB8::new(p[0], p[1], p[2]))
+                .collect();
             enc.encode_rgb(Img::new(&px[..], b.w, b.h))
         }
         4 => {
-            let px: Vec<RGBA8> = b.data.chunks_exact(4).map(|p| RGBA8::new(p[0], p[1], p[2], p[3])).collect();
+            let px: Vec<RGBA8> = b
+                .data
+                .chunks_exact(4)
+                .map(|p| RGBA8::new(p[0], p[1], p[2], p[3]))
+                .collect();
             enc.encode_rgba(Img::new(&px[..], b.w, b.h))
         }
         n => return Err(ImageError::Internal(format!("AVIF encoder: {n} channels"))),

@@ -100,19 +100,60 @@ impl Orientation {
         let RectF { x, y, w, h } = r;
         match self {
             Orientation::Normal => r,
-            Orientation::FlipH => RectF { x: dw - x - w, y, w, h },
-            Orientation::Rotate180 => RectF { x: dw - x - w, y: dh - y - h, w, h },
-            Orientation::FlipV => RectF { x, y: dh - y - h, w, h },
-            Orientation::Transpose => RectF { x: y, y: x, w: h, h: w },
-            Orientation::Rotate90 => RectF { x: y, y: dw - x - w, w: h, h: w },
-            Orientation::Transverse => RectF { x: dh - y - h, y: dw - x - w, w: h, h: w },
-            Orientation::Rotate270 => RectF { x: dh - y - h, y: x, w: h, h: w },
+            Orientation::FlipH => RectF {
+                x: dw - x - w,
+                y,
+                w,
+                h,
+            },
+            Orientation::Rotate180 => RectF {
+                x: dw - x - w,
+                y: dh - y - h,
+                w,
+                h,
+            },
+            Orientation::FlipV => RectF {
+                x,
+                y: dh - y - h,
+                w,
+                h,
+            },
+            Orientation::Transpose => RectF {
+                x: y,
+                y: x,
+                w: h,
+                h: w,
+            },
+            Orientation::Rotate90 => RectF {
+                x: y,
+                y: dw - x - w,
+                w: h,
+                h: w,
+            },
+            Orientation::Transverse => RectF {
+                x: dh - y - h,
+                y: dw - x - w,
+                w: h,
+                h: w,
+            },
+            Orientation::Rotate270 => RectF {
+                x: dh - y - h,
+                y: x,
+                w: h,
+                h: w,
+            },
         }
     }
 
     /// Applies the orientation to an interleaved `w × h` buffer of `channels` bytes per pixel
     /// (stored frame), returning the displayed buffer and its dimensions.
-    pub fn apply(self, src: Vec<u8>, w: usize, h: usize, channels: usize) -> (Vec<u8>, usize, usize) {
+    pub fn apply(
+        self,
+        src: Vec<u8>,
+        w: usize,
+        h: usize,
+        channels: usize,
+    ) -> (Vec<u8>, usize, usize) {
         if self == Orientation::Normal {
             return (src, w, h);
         }
@@ -230,7 +271,12 @@ pub fn plan(w: u32, h: u32, spec: &TransformSpec, max_side: u32) -> Result<Plan,
     }
     let (rw, rh) = (rw as u32, rh as u32);
 
-    let full = RectF { x: 0.0, y: 0.0, w: wf, h: hf };
+    let full = RectF {
+        x: 0.0,
+        y: 0.0,
+        w: wf,
+        h: hf,
+    };
     let mut plan = Plan {
         src: full,
         resize_w: rw,
@@ -306,67 +352,173 @@ mod tests {
     fn inside_is_the_default_and_keeps_aspect() {
         assert_eq!(dims(1000, 667, &[("width", "300")]), (300, 200));
         assert_eq!(dims(1000, 667, &[("height", "100")]), (150, 100));
-        assert_eq!(dims(1000, 667, &[("width", "300"), ("height", "300")]), (300, 200));
-        assert_eq!(dims(667, 1000, &[("width", "300"), ("height", "300")]), (200, 300));
+        assert_eq!(
+            dims(1000, 667, &[("width", "300"), ("height", "300")]),
+            (300, 200)
+        );
+        assert_eq!(
+            dims(667, 1000, &[("width", "300"), ("height", "300")]),
+            (200, 300)
+        );
     }
 
     #[test]
     fn never_enlarges_unless_asked() {
         assert_eq!(dims(200, 100, &[("width", "400")]), (200, 100));
-        assert_eq!(dims(200, 100, &[("width", "400"), ("enlarge", "true")]), (400, 200));
-        // cover on a small image: the resize is skipped and the crop is limited to the image.
-        assert_eq!(dims(200, 100, &[("width", "300"), ("height", "300"), ("fit", "cover")]), (200, 100));
         assert_eq!(
-            dims(200, 100, &[("width", "300"), ("height", "300"), ("fit", "cover"), ("enlarge", "true")]),
+            dims(200, 100, &[("width", "400"), ("enlarge", "true")]),
+            (400, 200)
+        );
+        // cover on a small image: the resize is skipped and the crop is limited to the image.
+        assert_eq!(
+            dims(
+                200,
+                100,
+                &[("width", "300"), ("height", "300"), ("fit", "cover")]
+            ),
+            (200, 100)
+        );
+        assert_eq!(
+            dims(
+                200,
+                100,
+                &[
+                    ("width", "300"),
+                    ("height", "300"),
+                    ("fit", "cover"),
+                    ("enlarge", "true")
+                ]
+            ),
             (300, 300)
         );
     }
 
     #[test]
     fn cover_crops_the_centre() {
-        let p = plan(1000, 500, &spec(&[("width", "100"), ("height", "100"), ("fit", "cover")]), 8192).unwrap();
+        let p = plan(
+            1000,
+            500,
+            &spec(&[("width", "100"), ("height", "100"), ("fit", "cover")]),
+            8192,
+        )
+        .unwrap();
         assert_eq!((p.canvas_w, p.canvas_h), (100, 100));
         assert_eq!((p.resize_w, p.resize_h), (100, 100));
         // Resized to 200x100, crop left = (200 - 100 + 1) / 2 = 50 → 250 source pixels.
-        assert_eq!(p.src, RectF { x: 250.0, y: 0.0, w: 500.0, h: 500.0 });
+        assert_eq!(
+            p.src,
+            RectF {
+                x: 250.0,
+                y: 0.0,
+                w: 500.0,
+                h: 500.0
+            }
+        );
         // One dimension: nothing to crop.
-        assert_eq!(dims(1000, 500, &[("width", "100"), ("fit", "cover")]), (100, 50));
+        assert_eq!(
+            dims(1000, 500, &[("width", "100"), ("fit", "cover")]),
+            (100, 50)
+        );
         // Odd difference rounds the offset up, as sharp's (in - out + 1) / 2.
-        let p = plan(101, 100, &spec(&[("width", "100"), ("height", "100"), ("fit", "cover")]), 8192).unwrap();
+        let p = plan(
+            101,
+            100,
+            &spec(&[("width", "100"), ("height", "100"), ("fit", "cover")]),
+            8192,
+        )
+        .unwrap();
         assert_eq!(p.src.x, 1.0);
     }
 
     #[test]
     fn contain_letterboxes_into_the_box() {
-        let p = plan(1000, 500, &spec(&[("width", "100"), ("height", "100"), ("fit", "contain")]), 8192).unwrap();
+        let p = plan(
+            1000,
+            500,
+            &spec(&[("width", "100"), ("height", "100"), ("fit", "contain")]),
+            8192,
+        )
+        .unwrap();
         assert_eq!((p.resize_w, p.resize_h), (100, 50));
         assert_eq!((p.canvas_w, p.canvas_h), (100, 100));
         assert_eq!((p.embed_x, p.embed_y), (0, 25));
         assert!(p.is_letterboxed());
         // A small image is not enlarged but still placed in the full box, centred.
-        let p = plan(50, 41, &spec(&[("width", "100"), ("height", "100"), ("fit", "contain")]), 8192).unwrap();
-        assert_eq!((p.resize_w, p.resize_h, p.canvas_w, p.canvas_h), (50, 41, 100, 100));
+        let p = plan(
+            50,
+            41,
+            &spec(&[("width", "100"), ("height", "100"), ("fit", "contain")]),
+            8192,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.resize_w, p.resize_h, p.canvas_w, p.canvas_h),
+            (50, 41, 100, 100)
+        );
         assert_eq!((p.embed_x, p.embed_y), (25, 29));
         // Only a width: the box is as wide as asked and as tall as the image.
-        assert_eq!(dims(50, 40, &[("width", "100"), ("fit", "contain")]), (100, 40));
-        assert_eq!(dims(1000, 500, &[("width", "100"), ("fit", "contain")]), (100, 50));
+        assert_eq!(
+            dims(50, 40, &[("width", "100"), ("fit", "contain")]),
+            (100, 40)
+        );
+        assert_eq!(
+            dims(1000, 500, &[("width", "100"), ("fit", "contain")]),
+            (100, 50)
+        );
     }
 
     #[test]
     fn fill_ignores_aspect() {
-        assert_eq!(dims(1000, 500, &[("width", "100"), ("height", "100"), ("fit", "fill")]), (100, 100));
+        assert_eq!(
+            dims(
+                1000,
+                500,
+                &[("width", "100"), ("height", "100"), ("fit", "fill")]
+            ),
+            (100, 100)
+        );
         // Only one side given: the other is left alone, like sharp.
-        assert_eq!(dims(1000, 500, &[("width", "100"), ("fit", "fill")]), (100, 500));
-        assert_eq!(dims(1000, 500, &[("height", "100"), ("fit", "fill")]), (1000, 100));
+        assert_eq!(
+            dims(1000, 500, &[("width", "100"), ("fit", "fill")]),
+            (100, 500)
+        );
+        assert_eq!(
+            dims(1000, 500, &[("height", "100"), ("fit", "fill")]),
+            (1000, 100)
+        );
         // Without enlargement each axis is clamped separately.
-        assert_eq!(dims(1000, 50, &[("width", "100"), ("height", "100"), ("fit", "fill")]), (100, 50));
+        assert_eq!(
+            dims(
+                1000,
+                50,
+                &[("width", "100"), ("height", "100"), ("fit", "fill")]
+            ),
+            (100, 50)
+        );
     }
 
     #[test]
     fn outside_covers_the_box_without_cropping() {
-        assert_eq!(dims(1000, 500, &[("width", "100"), ("height", "100"), ("fit", "outside")]), (200, 100));
-        assert_eq!(dims(500, 1000, &[("width", "100"), ("height", "100"), ("fit", "outside")]), (100, 200));
-        assert_eq!(dims(1000, 500, &[("width", "100"), ("fit", "outside")]), (100, 50));
+        assert_eq!(
+            dims(
+                1000,
+                500,
+                &[("width", "100"), ("height", "100"), ("fit", "outside")]
+            ),
+            (200, 100)
+        );
+        assert_eq!(
+            dims(
+                500,
+                1000,
+                &[("width", "100"), ("height", "100"), ("fit", "outside")]
+            ),
+            (100, 200)
+        );
+        assert_eq!(
+            dims(1000, 500, &[("width", "100"), ("fit", "outside")]),
+            (100, 50)
+        );
     }
 
     #[test]
@@ -380,14 +532,27 @@ mod tests {
 
     #[test]
     fn output_side_limit() {
-        let s = spec(&[("width", "8192"), ("height", "8192"), ("fit", "outside"), ("enlarge", "true")]);
+        let s = spec(&[
+            ("width", "8192"),
+            ("height", "8192"),
+            ("fit", "outside"),
+            ("enlarge", "true"),
+        ]);
         let err = plan(100, 1, &s, 8192).unwrap_err();
         assert_eq!(err.code(), "dimensions_too_large");
         let s = spec(&[("width", "100"), ("fit", "fill")]);
-        assert_eq!(plan(200, 16000, &s, 8192).unwrap_err().code(), "dimensions_too_large");
+        assert_eq!(
+            plan(200, 16000, &s, 8192).unwrap_err().code(),
+            "dimensions_too_large"
+        );
         assert!(plan(200, 8192, &s, 8192).is_ok());
         // cover only checks what is left after the crop.
-        let s = spec(&[("width", "8192"), ("height", "8192"), ("fit", "cover"), ("enlarge", "true")]);
+        let s = spec(&[
+            ("width", "8192"),
+            ("height", "8192"),
+            ("fit", "cover"),
+            ("enlarge", "true"),
+        ]);
         let p = plan(1, 100, &s, 8192).unwrap();
         assert_eq!((p.canvas_w, p.canvas_h), (8192, 8192));
     }
@@ -423,13 +588,21 @@ mod tests {
         let (sw, sh) = (7usize, 5usize);
         for o in Orientation::ALL {
             let (dw, dh) = if o.swaps_axes() { (sh, sw) } else { (sw, sh) };
-            let r = RectF { x: 1.0, y: 2.0, w: 2.0, h: 1.0 };
+            let r = RectF {
+                x: 1.0,
+                y: 2.0,
+                w: 2.0,
+                h: 1.0,
+            };
             let s = o.rect_to_stored(r, dw as f64, dh as f64);
             for y in 2..3 {
                 for x in 1..3 {
                     let (px, py) = o.source_of(x, y, dw, dh);
                     let (px, py) = (px as f64 + 0.5, py as f64 + 0.5);
-                    assert!(px > s.x && px < s.x + s.w && py > s.y && py < s.y + s.h, "{o:?}");
+                    assert!(
+                        px > s.x && px < s.x + s.w && py > s.y && py < s.y + s.h,
+                        "{o:?}"
+                    );
                 }
             }
         }

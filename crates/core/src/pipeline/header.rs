@@ -17,7 +17,11 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, ImageError> {
         Format::Webp => webp_dimensions(bytes)?,
         Format::Avif => return Err(ImageError::UnsupportedFormat("avif input".into())),
     };
-    let info = ImageInfo { format, width, height };
+    let info = ImageInfo {
+        format,
+        width,
+        height,
+    };
     check_limits(&info, limits)?;
     Ok(info)
 }
@@ -31,7 +35,10 @@ pub fn check_limits(info: &ImageInfo, limits: &Limits) -> Result<(), ImageError>
     }
     let pixels = u64::from(info.width) * u64::from(info.height);
     if pixels > limits.max_input_pixels {
-        return Err(ImageError::TooManyPixels { pixels, limit: limits.max_input_pixels });
+        return Err(ImageError::TooManyPixels {
+            pixels,
+            limit: limits.max_input_pixels,
+        });
     }
     if info.width > limits.max_input_side || info.height > limits.max_input_side {
         return Err(ImageError::DimensionsTooLarge(format!(
@@ -96,7 +103,9 @@ pub fn sniff(b: &[u8]) -> Result<Format, ImageError> {
         }
     }
     let head = &b[..b.len().min(256)];
-    if head.iter().any(|&c| c == b'<') && std::str::from_utf8(head).is_ok_and(|s| s.contains("<svg")) {
+    if head.contains(&b'<')
+        && std::str::from_utf8(head).is_ok_and(|s| s.contains("<svg"))
+    {
         return Err(ImageError::UnsupportedFormat(
             "SVG; accepted inputs are JPEG, PNG, WebP and GIF".into(),
         ));
@@ -164,13 +173,19 @@ pub fn jpeg_header(b: &[u8], collect: bool) -> Result<JpegHeader<'_>, ImageError
         match marker {
             // Standalone markers without a length.
             0x01 | 0xD0..=0xD7 => continue,
-            0xD8 => return Err(invalid("the JPEG header has a second start-of-image marker")),
+            0xD8 => {
+                return Err(invalid(
+                    "the JPEG header has a second start-of-image marker",
+                ));
+            }
             0xD9 => return Err(invalid("the JPEG ends before its first frame")),
             _ => {}
         }
         let len = usize::from(be16(b, i).ok_or_else(|| truncated("JPEG"))?);
         if len < 2 {
-            return Err(invalid("the JPEG header has a segment shorter than its length field"));
+            return Err(invalid(
+                "the JPEG header has a segment shorter than its length field",
+            ));
         }
         let seg_end = i + len;
         let data = b.get(i + 2..seg_end.min(b.len())).unwrap_or(&[]);
@@ -199,7 +214,11 @@ pub fn jpeg_header(b: &[u8], collect: bool) -> Result<JpegHeader<'_>, ImageError
             0xE1 if collect && complete && data.starts_with(b"Exif\0\0") && h.exif.is_none() => {
                 h.exif = Some(&data[6..]);
             }
-            0xE2 if collect && complete && data.starts_with(b"ICC_PROFILE\0") && data.len() > 14 => {
+            0xE2 if collect
+                && complete
+                && data.starts_with(b"ICC_PROFILE\0")
+                && data.len() > 14 =>
+            {
                 icc_chunks.push((data[12], data[13], &data[14..]));
             }
             0xEE if collect && complete && data.starts_with(b"Adobe") && data.len() >= 12 => {
@@ -307,13 +326,24 @@ mod tests {
     #[test]
     fn sniffs_and_rejects() {
         assert_eq!(sniff(&[]).unwrap_err().code(), "invalid_image");
-        assert_eq!(sniff(b"hello world").unwrap_err().code(), "unsupported_format");
-        assert_eq!(sniff(b"BM\0\0\0\0").unwrap_err().code(), "unsupported_format");
+        assert_eq!(
+            sniff(b"hello world").unwrap_err().code(),
+            "unsupported_format"
+        );
+        assert_eq!(
+            sniff(b"BM\0\0\0\0").unwrap_err().code(),
+            "unsupported_format"
+        );
         let avif = b"\0\0\0\x1cftypavif\0\0\0\0";
         let err = sniff(avif).unwrap_err();
         assert_eq!(err.code(), "unsupported_format");
         assert!(err.to_string().contains("AVIF"), "{err}");
-        assert!(sniff(b"<?xml version=\"1.0\"?><svg xmlns=").unwrap_err().to_string().contains("SVG"));
+        assert!(
+            sniff(b"<?xml version=\"1.0\"?><svg xmlns=")
+                .unwrap_err()
+                .to_string()
+                .contains("SVG")
+        );
     }
 
     #[test]

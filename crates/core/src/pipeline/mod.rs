@@ -116,10 +116,16 @@ pub fn process(bytes: &[u8], spec: &TransformSpec, limits: &Limits) -> Result<Ou
 
 /// [`process`] with the engine's internal knobs exposed, for benchmarks and experiments only.
 #[doc(hidden)]
-pub fn process_tuned(bytes: &[u8], spec: &TransformSpec, limits: &Limits, tuning: &Tuning) -> Result<Output, ImageError> {
+pub fn process_tuned(
+    bytes: &[u8],
+    spec: &TransformSpec,
+    limits: &Limits,
+    tuning: &Tuning,
+) -> Result<Output, ImageError> {
     let start = cpu_time::ThreadTime::try_now().ok();
-    let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run_tuned(bytes, spec, limits, tuning)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run::run_tuned(bytes, spec, limits, tuning)
+    }));
     let cpu = start.and_then(|t| t.try_elapsed().ok()).unwrap_or_default();
     match result {
         Ok(Ok(mut out)) => {
@@ -133,7 +139,9 @@ pub fn process_tuned(bytes: &[u8], spec: &TransformSpec, limits: &Limits, tuning
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(ImageError::InvalidImage(format!("the codec failed on this input ({msg})")))
+            Err(ImageError::InvalidImage(format!(
+                "the codec failed on this input ({msg})"
+            )))
         }
     }
 }

@@ -21,7 +21,12 @@ fn clamp(r: RectF, w: usize, h: usize) -> RectF {
     let (w, h) = (w as f64, h as f64);
     let x = r.x.clamp(0.0, w - 1e-3);
     let y = r.y.clamp(0.0, h - 1e-3);
-    RectF { x, y, w: r.w.clamp(1e-3, w - x), h: r.h.clamp(1e-3, h - y) }
+    RectF {
+        x,
+        y,
+        w: r.w.clamp(1e-3, w - x),
+        h: r.h.clamp(1e-3, h - y),
+    }
 }
 
 /// Resizes the `crop` region of an interleaved `sw × sh` image of `pt` pixels to `dw × dh`.
@@ -48,11 +53,20 @@ fn resize_raw(
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(filter))
         .crop(c.x, c.y, c.w, c.h);
-    resizer.resize(&src, &mut dst, &options).map_err(resize_err)?;
+    resizer
+        .resize(&src, &mut dst, &options)
+        .map_err(resize_err)?;
     Ok(dst.into_vec())
 }
 
-pub fn bitmap(resizer: &mut Resizer, b: &Bitmap, crop: RectF, dw: usize, dh: usize, filter: FilterType) -> Result<Bitmap, ImageError> {
+pub fn bitmap(
+    resizer: &mut Resizer,
+    b: &Bitmap,
+    crop: RectF,
+    dw: usize,
+    dh: usize,
+    filter: FilterType,
+) -> Result<Bitmap, ImageError> {
     let pt = match b.ch {
         1 => PixelType::U8,
         3 => PixelType::U8x3,
@@ -89,7 +103,17 @@ pub fn yuv(
     oy: usize,
     filter: FilterType,
 ) -> Result<Planes, ImageError> {
-    let y = resize_raw(resizer, s.y(), s.yw, s.yh, PixelType::U8, crop, dw, dh, filter)?;
+    let y = resize_raw(
+        resizer,
+        s.y(),
+        s.yw,
+        s.yh,
+        PixelType::U8,
+        crop,
+        dw,
+        dh,
+        filter,
+    )?;
     let (cw, chh) = (dw.div_ceil(ox), dh.div_ceil(oy));
     // Output chroma sample j covers output luma [j*ox, (j+1)*ox), i.e. source luma
     // crop.x + [j*ox, (j+1)*ox) * crop.w / dw, i.e. source chroma that divided by s.sx.
@@ -99,7 +123,35 @@ pub fn yuv(
         w: (cw * ox) as f64 * crop.w / dw as f64 / s.sx as f64,
         h: (chh * oy) as f64 * crop.h / dh as f64 / s.sy as f64,
     };
-    let u = resize_raw(resizer, s.u(), s.cw, s.chh, PixelType::U8, ccrop, cw, chh, filter)?;
-    let v = resize_raw(resizer, s.v(), s.cw, s.chh, PixelType::U8, ccrop, cw, chh, filter)?;
-    Ok(Planes { y, u, v, w: dw, h: dh, cw, chh })
+    let u = resize_raw(
+        resizer,
+        s.u(),
+        s.cw,
+        s.chh,
+        PixelType::U8,
+        ccrop,
+        cw,
+        chh,
+        filter,
+    )?;
+    let v = resize_raw(
+        resizer,
+        s.v(),
+        s.cw,
+        s.chh,
+        PixelType::U8,
+        ccrop,
+        cw,
+        chh,
+        filter,
+    )?;
+    Ok(Planes {
+        y,
+        u,
+        v,
+        w: dw,
+        h: dh,
+        cw,
+        chh,
+    })
 }

@@ -22,7 +22,11 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Self { shrink_residual: decode::SHRINK_ON_LOAD_RESIDUAL, yuv: true, filter: resize::FILTER }
+        Self {
+            shrink_residual: decode::SHRINK_ON_LOAD_RESIDUAL,
+            yuv: true,
+            filter: resize::FILTER,
+        }
     }
 }
 
@@ -30,7 +34,12 @@ fn displayed(w: u32, h: u32, o: Orientation) -> (u32, u32) {
     if o.swaps_axes() { (h, w) } else { (w, h) }
 }
 
-pub fn run_tuned(bytes: &[u8], spec: &TransformSpec, limits: &Limits, tuning: &Tuning) -> Result<Output, ImageError> {
+pub fn run_tuned(
+    bytes: &[u8],
+    spec: &TransformSpec,
+    limits: &Limits,
+    tuning: &Tuning,
+) -> Result<Output, ImageError> {
     let info = header::probe(bytes, limits)?;
     let out_format = spec.output_format(info.format);
 
@@ -44,7 +53,12 @@ pub fn run_tuned(bytes: &[u8], spec: &TransformSpec, limits: &Limits, tuning: &T
         if !tuning.yuv
             && let Pixels::Yuv(y) = &d.pixels
         {
-            let full = RectF { x: 0.0, y: 0.0, w: y.w as f64, h: y.h as f64 };
+            let full = RectF {
+                x: 0.0,
+                y: 0.0,
+                w: y.w as f64,
+                h: y.h as f64,
+            };
             let p = resize::yuv(&mut Resizer::new(), y, full, y.w, y.h, 1, 1, tuning.filter)?;
             d.pixels = Pixels::Bitmap(color::yuv_to_rgb(&p.y, &p.u, &p.v, p.w, p.h));
         }
@@ -64,7 +78,12 @@ pub fn run_tuned(bytes: &[u8], spec: &TransformSpec, limits: &Limits, tuning: &T
     let stored = o.rect_to_stored(plan.src, f64::from(dw), f64::from(dh));
     let rx = decoded.pixels.width() as f64 / f64::from(sw);
     let ry = decoded.pixels.height() as f64 / f64::from(sh);
-    let crop = RectF { x: stored.x * rx, y: stored.y * ry, w: stored.w * rx, h: stored.h * ry };
+    let crop = RectF {
+        x: stored.x * rx,
+        y: stored.y * ry,
+        w: stored.w * rx,
+        h: stored.h * ry,
+    };
     let (tw, th) = displayed(plan.resize_w, plan.resize_h, o);
     let (tw, th) = (tw as usize, th as usize);
 
@@ -82,7 +101,15 @@ pub fn run_tuned(bytes: &[u8], spec: &TransformSpec, limits: &Limits, tuning: &T
             let (yp, w, h) = o.apply(p.y, p.w, p.h, 1);
             let (up, cw, chh) = o.apply(p.u, p.cw, p.chh, 1);
             let (vp, _, _) = o.apply(p.v, p.cw, p.chh, 1);
-            let planes = resize::Planes { y: yp, u: up, v: vp, w, h, cw, chh };
+            let planes = resize::Planes {
+                y: yp,
+                u: up,
+                v: vp,
+                w,
+                h,
+                cw,
+                chh,
+            };
             let bytes = encode::jpeg_from_planes(&planes, quality)?;
             return Ok(output(bytes, Format::Jpeg, w, h, info));
         }
@@ -138,11 +165,22 @@ pub fn run_tuned(bytes: &[u8], spec: &TransformSpec, limits: &Limits, tuning: &T
         Format::Png => encode::png(&b)?,
         Format::Webp => encode::webp(&color::to_channels_min3(b), quality, spec.lossless())?,
         Format::Avif => encode::avif(&color::to_channels_min3(b), quality)?,
-        Format::Gif => return Err(ImageError::InvalidParameter("GIF output is not supported".into())),
+        Format::Gif => {
+            return Err(ImageError::InvalidParameter(
+                "GIF output is not supported".into(),
+            ));
+        }
     };
     Ok(output(bytes, out_format, w, h, info))
 }
 
 fn output(bytes: Vec<u8>, format: Format, w: usize, h: usize, input: super::ImageInfo) -> Output {
-    Output { bytes, format, width: w as u32, height: h as u32, input, cpu: Default::default() }
+    Output {
+        bytes,
+        format,
+        width: w as u32,
+        height: h as u32,
+        input,
+        cpu: Default::default(),
+    }
 }

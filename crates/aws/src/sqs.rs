@@ -1,0 +1,90 @@
+//! The SQS adapter: the jobs queue.
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use resizer_core::job::JobMessage;
+
+use crate::error::{StoreError, classify};
+
+#[derive(Debug, Clone)]
+pub struct JobQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl JobQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: String) -> Self {
+        Self { client, url }
+    }
+
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Enqueues a job.
+    pub async fn send(&self, msg: &JobMessage) -> Result<(), StoreError> {
+        let body = serde_json::to_string(msg).expect("a job message always serialises");
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:SendMessage", e))?;
+        Ok(())
+    }
+
+    /// Long-polls `queue_url` the way an event source mapping does, with the system attributes
+    /// Lambda puts in SQS events.
+    pub async fn receive(
+        &self,
+        queue_url: &str,
+        max_messages: i32,
+        wait_seconds: i32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(max_messages)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| classify("sqs:ReceiveMessage", e))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
+    pub async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:DeleteMessage", e))?;
+        Ok(())
+    }
+
+    /// Makes a received message visible again after `seconds` (0: at once).
+    pub async fn release(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        seconds: i32,
+    ) -> Result<(), StoreError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+}

@@ -46,6 +46,8 @@ def main():
                 hi = q - 1
         best = best or jpeg(small, 30)
         name = os.path.splitext(os.path.basename(src))[0]
+        if name[0].isdigit():  # plasma ships NAME/contents/images/WxH.jpg
+            name = src.split(os.sep)[-4]
         with open(os.path.join(out, "main", f"{i:02d}_{name}.jpg"), "wb") as f:
             f.write(best)
         print(f"main/{i:02d}_{name}.jpg {w}x{h} {len(best)} bytes")

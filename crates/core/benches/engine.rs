@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench -p resizer-core --bench engine -- run  --width 400 [--format jpeg] [--repeat 3]
-//!             [--residual 2.0] [--catmull-rom] [--rgb] [--out DIR] FILE...
+//!             [--residual 2.0] [--catmull-rom] [--rgb] [--avif-speed N] [--out DIR] FILE...
 //! cargo bench -p resizer-core --bench engine -- rss  --width 400 FILE
 //! ```
 //!
@@ -48,10 +48,19 @@ fn parse() -> Args {
             "--format" => a.format = it.next(),
             "--repeat" => a.repeat = it.next().and_then(|v| v.parse().ok()).expect("--repeat N"),
             "--residual" => {
-                a.tuning.shrink_residual = it.next().and_then(|v| v.parse().ok()).expect("--residual X")
+                a.tuning.shrink_residual = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--residual X")
             }
             "--catmull-rom" => a.tuning.filter = FilterType::CatmullRom,
             "--rgb" => a.tuning.yuv = false,
+            "--avif-speed" => {
+                a.tuning.avif_speed = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--avif-speed N")
+            }
             "--out" => a.out = it.next().map(PathBuf::from),
             _ => a.files.push(PathBuf::from(arg)),
         }
@@ -80,8 +89,17 @@ fn main() {
         let (_, bytes) = &inputs[0];
         let out = process_tuned(bytes, &spec, &limits, &a.tuning).expect("conversion");
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: 0 kB");
-        println!("{} {}x{} {}", hwm.split_whitespace().nth(1).unwrap_or("0"), out.width, out.height, out.bytes.len());
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .unwrap_or("VmHWM: 0 kB");
+        println!(
+            "{} {}x{} {}",
+            hwm.split_whitespace().nth(1).unwrap_or("0"),
+            out.width,
+            out.height,
+            out.bytes.len()
+        );
         return;
     }
 
@@ -113,5 +131,8 @@ fn main() {
             std::fs::write(file, &out.bytes).expect("writable output");
         }
     }
-    println!("conversions_per_cpu_second {:.2}", count as f64 / total.as_secs_f64());
+    println!(
+        "conversions_per_cpu_second {:.2}",
+        count as f64 / total.as_secs_f64()
+    );
 }

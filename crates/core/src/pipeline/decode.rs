@@ -123,6 +123,7 @@ pub fn jpeg(
     hdr: JpegHeader<'_>,
     orientation: Orientation,
     shrink: usize,
+    prefer_yuv: bool,
 ) -> Result<Decoded, ImageError> {
     let mut d =
         Decompressor::new().map_err(|e| ImageError::Internal(format!("turbojpeg init: {e}")))?;
@@ -143,7 +144,9 @@ pub fn jpeg(
     let icc = hdr.icc;
 
     let pixels = match th.colorspace {
-        Colorspace::YCbCr if !matches!(th.subsamp, Subsamp::Unknown | Subsamp::Gray) => {
+        Colorspace::YCbCr
+            if prefer_yuv && !matches!(th.subsamp, Subsamp::Unknown | Subsamp::Gray) =>
+        {
             let (sx, sy) = th.subsamp.size();
             let layout = YuvImage {
                 pixels: (),

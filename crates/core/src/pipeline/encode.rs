@@ -108,12 +108,12 @@ pub fn webp(b: &Bitmap, quality: u8, lossless: bool) -> Result<Vec<u8>, ImageErr
 }
 
 /// AVIF via rav1e (single-threaded: the Lambda has one vCPU's worth per conversion).
-pub fn avif(b: &Bitmap, quality: u8) -> Result<Vec<u8>, ImageError> {
+pub fn avif(b: &Bitmap, quality: u8, speed: u8) -> Result<Vec<u8>, ImageError> {
     use ravif::{Encoder, Img, RGB8, RGBA8};
     let enc = Encoder::new()
         .with_quality(f32::from(quality))
         .with_alpha_quality(f32::from(quality))
-        .with_speed(AVIF_SPEED)
+        .with_speed(speed)
         .with_num_threads(Some(1));
     let res = match b.ch {
         3 => {

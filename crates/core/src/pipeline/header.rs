@@ -103,9 +103,7 @@ pub fn sniff(b: &[u8]) -> Result<Format, ImageError> {
         }
     }
     let head = &b[..b.len().min(256)];
-    if head.contains(&b'<')
-        && std::str::from_utf8(head).is_ok_and(|s| s.contains("<svg"))
-    {
+    if head.contains(&b'<') && std::str::from_utf8(head).is_ok_and(|s| s.contains("<svg")) {
         return Err(ImageError::UnsupportedFormat(
             "SVG; accepted inputs are JPEG, PNG, WebP and GIF".into(),
         ));

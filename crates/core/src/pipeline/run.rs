@@ -18,6 +18,8 @@ pub struct Tuning {
     pub yuv: bool,
     /// The resampling filter.
     pub filter: FilterType,
+    /// rav1e speed for AVIF output.
+    pub avif_speed: u8,
 }
 
 impl Default for Tuning {
@@ -26,6 +28,7 @@ impl Default for Tuning {
             shrink_residual: decode::SHRINK_ON_LOAD_RESIDUAL,
             yuv: true,
             filter: resize::FILTER,
+            avif_speed: encode::AVIF_SPEED,
         }
     }
 }
@@ -49,19 +52,7 @@ pub fn run_tuned(
         let (dw, dh) = displayed(info.width, info.height, orientation);
         let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
         let shrink = decode::jpeg_shrink_factor(plan.min_shrink(), tuning.shrink_residual);
-        let mut d = decode::jpeg(bytes, hdr, orientation, shrink)?;
-        if !tuning.yuv
-            && let Pixels::Yuv(y) = &d.pixels
-        {
-            let full = RectF {
-                x: 0.0,
-                y: 0.0,
-                w: y.w as f64,
-                h: y.h as f64,
-            };
-            let p = resize::yuv(&mut Resizer::new(), y, full, y.w, y.h, 1, 1, tuning.filter)?;
-            d.pixels = Pixels::Bitmap(color::yuv_to_rgb(&p.y, &p.u, &p.v, p.w, p.h));
-        }
+        let d = decode::jpeg(bytes, hdr, orientation, shrink, tuning.yuv)?;
         (d, plan, (info.width, info.height))
     } else {
         let d = decode::other(bytes, &info)?;
@@ -164,7 +155,7 @@ pub fn run_tuned(
         }
         Format::Png => encode::png(&b)?,
         Format::Webp => encode::webp(&color::to_channels_min3(b), quality, spec.lossless())?,
-        Format::Avif => encode::avif(&color::to_channels_min3(b), quality)?,
+        Format::Avif => encode::avif(&color::to_channels_min3(b), quality, tuning.avif_speed)?,
         Format::Gif => {
             return Err(ImageError::InvalidParameter(
                 "GIF output is not supported".into(),

@@ -26,6 +26,7 @@ descendants() {
     done
 }
 
+lock_local_aws
 if ! pid="$(ls_our_pid)"; then
     if [[ -f "$LS_PIDFILE" ]]; then
         stale="$(cat "$LS_PIDFILE" 2>/dev/null || true)"

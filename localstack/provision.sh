@@ -6,6 +6,7 @@ set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 
+lock_local_aws
 [[ -x "$LS_VENV/bin/python" ]] || die "the local AWS is not installed (run: make setup)"
 ls_probe || die "no local AWS answers at $LOCAL_AWS_ENDPOINT (run: make up)"
 

@@ -43,12 +43,14 @@ wait_ready() {
     log_tail
     if [[ -n "$pid" ]]; then
         warn "LocalStack (pid $pid) not ready after ${TIMEOUT}s; stopping it"
+        exec 9>&- # release the lock for down.sh
         "$RESIZER_ROOT/localstack/down.sh" >&2 || true
     fi
     die "the local AWS at $LOCAL_AWS_ENDPOINT was not ready within ${TIMEOUT}s"
 }
 
 "$RESIZER_ROOT/localstack/install.sh"
+lock_local_aws
 
 if pid="$(ls_our_pid)"; then
     wait_ready "$pid"
@@ -76,6 +78,7 @@ rm -rf "$LS_STATE/tmp" "$LS_STATE/var/lib/localstack/tmp"
 log "starting LocalStack 4.9.2 (host mode) at $LOCAL_AWS_ENDPOINT, log: ${LS_LOG#"$RESIZER_ROOT"/}"
 start=$SECONDS
 (
+    exec 9>&- # LocalStack must not inherit (and so hold) the lock
     cd "$LS_HOME"
     # Settings: see README.md ("Local AWS"). /.dockerenv exists on these machines, hence OVERRIDE_IN_DOCKER=0.
     exec env \

@@ -118,3 +118,13 @@ ls_probe() {
     [[ -x "$LS_VENV/bin/python" ]] || return 1
     "$LS_VENV/bin/python" "$RESIZER_ROOT/localstack/health.py" probe "$LOCAL_AWS_ENDPOINT"
 }
+
+# lock_local_aws: serialise up/down/provision of this checkout (e.g. `make dev` in two terminals).
+lock_local_aws() {
+    mkdir -p "$LS_HOME"
+    exec 9>"$LS_HOME/.lock"
+    if ! flock -n 9; then
+        log "waiting for another up/down/provision of this checkout to finish"
+        flock 9
+    fi
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run a command against the provisioned local AWS: start it if none is running, provision the stack,
+# run the command with .local/stack.env exported, and stop the local AWS afterwards only if this run
+# started it. Exit status: the command's.
+#
+# usage: localstack/with-local-aws.sh COMMAND [ARGS...]
+set -euo pipefail
+# shellcheck source=tools/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
+
+(($# > 0)) || die "usage: $0 COMMAND [ARGS...]"
+
+before="$(ls_our_pid || true)"
+"$RESIZER_ROOT/localstack/up.sh"
+after="$(ls_our_pid || true)"
+if [[ -n "$after" && "$after" != "$before" ]]; then
+    log "this run started the local AWS (pid $after); it stops it at the end"
+    trap '"$RESIZER_ROOT/localstack/down.sh"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+fi
+
+"$RESIZER_ROOT/localstack/provision.sh"
+
+set -a
+# shellcheck source=/dev/null
+source "$LOCAL_DIR/stack.env"
+set +a
+
+status=0
+"$@" || status=$?
+exit "$status"

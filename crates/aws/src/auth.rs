@@ -134,10 +134,18 @@ impl AuthCache {
         })
     }
 
-    async fn fetch(&self, tables: &Tables, key_id: &str, month: String) -> Result<Entry, AuthError> {
-        let key = tables.get_key(key_id).await?.ok_or(AuthError::Unauthorized {
-            reason: "unknown key",
-        })?;
+    async fn fetch(
+        &self,
+        tables: &Tables,
+        key_id: &str,
+        month: String,
+    ) -> Result<Entry, AuthError> {
+        let key = tables
+            .get_key(key_id)
+            .await?
+            .ok_or(AuthError::Unauthorized {
+                reason: "unknown key",
+            })?;
         let customer = tables.get_customer(&key.customer_id).await?;
         let month_jobs = match customer.as_ref().and_then(|c| c.monthly_job_quota) {
             Some(_) => tables

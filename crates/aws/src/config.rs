@@ -64,32 +64,37 @@ impl Config {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or(ConfigError::Missing(name))
         };
-        let number = |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(name).filter(|v| !v.trim().is_empty()) {
-                None => Ok(default),
-                Some(v) => {
-                    let n: u64 = v.trim().parse().map_err(|_| ConfigError::Invalid {
-                        name,
-                        value: v.clone(),
-                        reason: "not a non-negative integer".into(),
-                    })?;
-                    if (min..=max).contains(&n) {
-                        Ok(n)
-                    } else {
-                        Err(ConfigError::Invalid {
+        let number =
+            |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                match get(name).filter(|v| !v.trim().is_empty()) {
+                    None => Ok(default),
+                    Some(v) => {
+                        let n: u64 = v.trim().parse().map_err(|_| ConfigError::Invalid {
                             name,
-                            value: v,
-                            reason: format!("must be {min}..={max}"),
-                        })
+                            value: v.clone(),
+                            reason: "not a non-negative integer".into(),
+                        })?;
+                        if (min..=max).contains(&n) {
+                            Ok(n)
+                        } else {
+                            Err(ConfigError::Invalid {
+                                name,
+                                value: v,
+                                reason: format!("must be {min}..={max}"),
+                            })
+                        }
                     }
                 }
-            }
-        };
+            };
         let defaults = Limits::default();
         let limits = Limits {
             max_input_pixels: number("MAX_INPUT_PIXELS", defaults.max_input_pixels, 1, 1 << 32)?,
-            max_input_side: number("MAX_INPUT_SIDE", u64::from(defaults.max_input_side), 1, 65_535)?
-                as u32,
+            max_input_side: number(
+                "MAX_INPUT_SIDE",
+                u64::from(defaults.max_input_side),
+                1,
+                65_535,
+            )? as u32,
             max_output_side: number(
                 "MAX_OUTPUT_SIDE",
                 u64::from(defaults.max_output_side),
@@ -173,13 +178,26 @@ mod tests {
         );
         let mut m = base();
         m.insert("AUTH_CACHE_TTL_SECONDS", "soon".into());
-        assert!(load(&m).unwrap_err().to_string().contains("AUTH_CACHE_TTL_SECONDS"));
+        assert!(
+            load(&m)
+                .unwrap_err()
+                .to_string()
+                .contains("AUTH_CACHE_TTL_SECONDS")
+        );
         let mut m = base();
         m.insert("USAGE_SHARDS", "0".into());
-        assert!(load(&m).unwrap_err().to_string().contains("must be 1..=1000"));
+        assert!(
+            load(&m)
+                .unwrap_err()
+                .to_string()
+                .contains("must be 1..=1000")
+        );
         let mut m = base();
         m.insert("MAX_INLINE_BYTES", "6000000".into());
-        assert!(load(&m).is_err(), "inline limit must stay under Lambda's payload limit");
+        assert!(
+            load(&m).is_err(),
+            "inline limit must stay under Lambda's payload limit"
+        );
     }
 
     #[test]
@@ -187,7 +205,10 @@ mod tests {
         let mut m = base();
         m.insert("AUTH_CACHE_TTL_SECONDS", "2".into());
         m.insert("MAX_INPUT_PIXELS", "1000".into());
-        m.insert("JOBS_DLQ_ARN", "arn:aws:sqs:us-east-1:000000000000:dlq".into());
+        m.insert(
+            "JOBS_DLQ_ARN",
+            "arn:aws:sqs:us-east-1:000000000000:dlq".into(),
+        );
         let c = load(&m).unwrap();
         assert_eq!(c.auth_cache_ttl, Duration::from_secs(2));
         assert_eq!(c.limits.max_input_pixels, 1000);

@@ -163,9 +163,9 @@ impl Tables {
             .await;
         match res {
             Ok(out) => {
-                let item = out
-                    .attributes
-                    .ok_or_else(|| StoreError::other("dynamodb:UpdateItem jobs", "no attributes"))?;
+                let item = out.attributes.ok_or_else(|| {
+                    StoreError::other("dynamodb:UpdateItem jobs", "no attributes")
+                })?;
                 Ok(Claim::Claimed(from_item(item)?))
             }
             Err(e) => match classify("dynamodb:UpdateItem jobs", e) {
@@ -280,7 +280,9 @@ impl Tables {
             .update_item()
             .table_name(&self.names.api_keys)
             .key("key_id", s(key_id))
-            .update_expression("SET #status = :revoked, revoked_at = if_not_exists(revoked_at, :now)")
+            .update_expression(
+                "SET #status = :revoked, revoked_at = if_not_exists(revoked_at, :now)",
+            )
             .condition_expression("attribute_exists(key_id)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":revoked", s(KeyStatus::Revoked.as_str()))
@@ -296,11 +298,15 @@ impl Tables {
         let items = self
             .scan_all(
                 &self.names.api_keys,
-                Some(("customer_id = :c", HashMap::from([(":c".into(), s(customer_id))]))),
+                Some((
+                    "customer_id = :c",
+                    HashMap::from([(":c".into(), s(customer_id))]),
+                )),
             )
             .await?;
-        let mut keys: Vec<KeyRecord> = items.into_iter().map(from_item).collect::<Result<_, _>>()?;
-        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        let mut keys: Vec<KeyRecord> =
+            items.into_iter().map(from_item).collect::<Result<_, _>>()?;
+        keys.sort_by_key(|k| k.created_at);
         Ok(keys)
     }
 
@@ -332,7 +338,7 @@ impl Tables {
     pub async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
         let items = self.scan_all(&self.names.customers, None).await?;
         let mut cs: Vec<Customer> = items.into_iter().map(from_item).collect::<Result<_, _>>()?;
-        cs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        cs.sort_by_key(|c| c.created_at);
         Ok(cs)
     }
 
@@ -527,7 +533,12 @@ impl Tables {
             for item in page.items.unwrap_or_default() {
                 let period = match item.get("period") {
                     Some(AttributeValue::S(p)) => p.clone(),
-                    _ => return Err(StoreError::other("dynamodb:Query usage-rollups", "no period")),
+                    _ => {
+                        return Err(StoreError::other(
+                            "dynamodb:Query usage-rollups",
+                            "no period",
+                        ));
+                    }
                 };
                 out.push((period, from_item(item)?));
             }
@@ -539,7 +550,10 @@ impl Tables {
         Ok(out)
     }
 
-    pub async fn get_archive_marker(&self, hour: HourKey) -> Result<Option<ArchiveMarker>, StoreError> {
+    pub async fn get_archive_marker(
+        &self,
+        hour: HourKey,
+    ) -> Result<Option<ArchiveMarker>, StoreError> {
         let out = self
             .client
             .get_item()

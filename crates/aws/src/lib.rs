@@ -8,6 +8,8 @@ pub mod error;
 pub mod metrics;
 pub mod s3;
 pub mod sqs;
+#[cfg(feature = "stack")]
+pub mod stack;
 pub mod state;
 pub mod telemetry;
 

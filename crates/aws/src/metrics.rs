@@ -123,6 +123,9 @@ mod tests {
         let cw = &l["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "Resizer");
         assert_eq!(cw["Dimensions"][0], json!(["Stage", "Function", "Status"]));
-        assert_eq!(cw["Metrics"][0], json!({"Name": "Requests", "Unit": "Count"}));
+        assert_eq!(
+            cw["Metrics"][0],
+            json!({"Name": "Requests", "Unit": "Count"})
+        );
     }
 }

@@ -57,7 +57,12 @@ impl S3Store {
 
     /// Reads a whole object. `max_bytes` guards memory: a larger object is an error before its
     /// body is read.
-    pub async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
+    pub async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, StoreError> {
         let out = self
             .client
             .get_object()
@@ -73,10 +78,14 @@ impl S3Store {
                 format!("object is {len} bytes, over the {max_bytes} limit"),
             ));
         }
-        let data = out.body.collect().await.map_err(|e| StoreError::Unavailable {
-            op: "s3:GetObject",
-            detail: format!("reading body: {e}"),
-        })?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                op: "s3:GetObject",
+                detail: format!("reading body: {e}"),
+            })?;
         Ok(data.into_bytes().to_vec())
     }
 
@@ -91,10 +100,14 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| classify("s3:GetObject", e))?;
-        let data = out.body.collect().await.map_err(|e| StoreError::Unavailable {
-            op: "s3:GetObject",
-            detail: format!("reading body: {e}"),
-        })?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                op: "s3:GetObject",
+                detail: format!("reading body: {e}"),
+            })?;
         let mut v = data.into_bytes().to_vec();
         v.truncate(n as usize);
         Ok(v)

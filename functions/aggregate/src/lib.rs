@@ -82,7 +82,10 @@ pub async fn run(state: &AppState) -> Result<Report, StoreError> {
 
     let mut months: BTreeSet<(String, String)> = BTreeSet::new();
     for (customer, day) in &days {
-        let totals = sum(state.tables.rollups_with_prefix(customer, &format!("H#{day}")).await?);
+        let totals = sum(state
+            .tables
+            .rollups_with_prefix(customer, &format!("H#{day}"))
+            .await?);
         state
             .tables
             .put_rollup(customer, &format!("D#{day}"), &totals, now)
@@ -91,18 +94,17 @@ pub async fn run(state: &AppState) -> Result<Report, StoreError> {
         months.insert((customer.clone(), day[..7].to_owned()));
     }
     for (customer, month) in &months {
-        let totals = sum(state.tables.rollups_with_prefix(customer, &format!("D#{month}")).await?);
+        let totals = sum(state
+            .tables
+            .rollups_with_prefix(customer, &format!("D#{month}"))
+            .await?);
         state
             .tables
             .put_rollup(customer, &format!("M#{month}"), &totals, now)
             .await?;
         report.rollups_written += 1;
     }
-    report.customers_updated = days
-        .iter()
-        .map(|(c, _)| c)
-        .collect::<BTreeSet<_>>()
-        .len() as u64;
+    report.customers_updated = days.iter().map(|(c, _)| c).collect::<BTreeSet<_>>().len() as u64;
     report.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(
         hours_scanned = report.hours_scanned,
@@ -147,7 +149,10 @@ async fn archive_hour(
 ) -> Result<u64, StoreError> {
     let mut by_customer: BTreeMap<String, Vec<UsageRecord>> = BTreeMap::new();
     for r in records {
-        by_customer.entry(r.customer_id.clone()).or_default().push(r);
+        by_customer
+            .entry(r.customer_id.clone())
+            .or_default()
+            .push(r);
     }
     let mut n = 0;
     for (customer, mut rs) in by_customer {

@@ -7,8 +7,10 @@ async fn main() -> Result<(), Error> {
     resizer_aws::telemetry::init_json_logs();
     let state = resizer_aws::AppState::from_env().await?;
     let state = &state;
-    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        resizer_aggregate::handler(state, event).await
-    }))
+    run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            resizer_aggregate::handler(state, event).await
+        },
+    ))
     .await
 }

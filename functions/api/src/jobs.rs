@@ -44,7 +44,10 @@ pub async fn create(state: &AppState, req: &Request, ctx: &mut Context) -> Resul
     }
     let (job, staged_inline) = match sub.source {
         Source::Inline(body) => stage_inline(state, &principal, sub.spec, body).await?,
-        Source::Upload(upload_id) => (from_upload(state, &principal, sub.spec, &upload_id).await?, false),
+        Source::Upload(upload_id) => (
+            from_upload(state, &principal, sub.spec, &upload_id).await?,
+            false,
+        ),
     };
     ctx.job_id = Some(job.job_id.to_string());
     state.tables.put_new_job(&job).await?;
@@ -197,7 +200,9 @@ fn parse_submission(state: &AppState, req: &Request) -> Result<Submission, ApiEr
                     format!(
                         "Content-Type must be {SUPPORTED_TYPES} (or application/json with an \
                          upload_id), got {}",
-                        content_type.as_deref().map_or("none".to_string(), |c| format!("{c:?}"))
+                        content_type
+                            .as_deref()
+                            .map_or("none".to_string(), |c| format!("{c:?}"))
                     ),
                 ));
             }
@@ -299,7 +304,10 @@ async fn from_upload(
     if head.size == 0 {
         return Err(ApiError::invalid("the uploaded object is empty"));
     }
-    let prefix = state.s3.get_prefix(bucket, &key, PROBE_PREFIX_BYTES).await?;
+    let prefix = state
+        .s3
+        .get_prefix(bucket, &key, PROBE_PREFIX_BYTES)
+        .await?;
     let info = pipeline::probe(&prefix, &state.config.limits)?;
     Ok(Job::new(
         principal.customer_id.clone(),

@@ -90,7 +90,10 @@ pub async fn handle(
         Route::WrongMethod(allowed) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            format!("{} is not allowed on {}; allowed: {allowed}", req.method, req.path),
+            format!(
+                "{} is not allowed on {}; allowed: {allowed}",
+                req.method, req.path
+            ),
         )),
         Route::Unknown => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -197,9 +200,18 @@ enum Route {
 }
 
 fn route_of(method: &Method, path: &str) -> Route {
-    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
     let (allowed, id): (&'static str, &[(&Method, RouteId)]) = match path {
-        "/v1/health" => ("GET, HEAD", &[(&Method::GET, RouteId::Health), (&Method::HEAD, RouteId::Health)]),
+        "/v1/health" => (
+            "GET, HEAD",
+            &[
+                (&Method::GET, RouteId::Health),
+                (&Method::HEAD, RouteId::Health),
+            ],
+        ),
         "/v1/jobs" => ("POST", &[(&Method::POST, RouteId::CreateJob)]),
         "/v1/uploads" => ("POST", &[(&Method::POST, RouteId::CreateUpload)]),
         "/v1/usage" => ("GET", &[(&Method::GET, RouteId::GetUsage)]),
@@ -243,7 +255,9 @@ async fn authenticate(
     req: &Request,
     ctx: &mut Context,
 ) -> Result<resizer_aws::auth::Principal, ApiError> {
-    let key = req.api_key().ok_or_else(|| ApiError::unauthorized("no key"))?;
+    let key = req
+        .api_key()
+        .ok_or_else(|| ApiError::unauthorized("no key"))?;
     let p = state
         .auth_cache
         .authenticate(&state.tables, key, state.now())
@@ -271,17 +285,35 @@ mod tests {
     #[test]
     fn routing() {
         let r = |m: Method, p: &str| route_of(&m, p);
-        assert_eq!(r(Method::GET, "/v1/health"), Route::Matched(RouteId::Health));
-        assert_eq!(r(Method::POST, "/v1/jobs"), Route::Matched(RouteId::CreateJob));
-        assert_eq!(r(Method::POST, "/v1/jobs/"), Route::Matched(RouteId::CreateJob));
-        assert_eq!(r(Method::GET, "/v1/jobs/abc"), Route::Matched(RouteId::GetJob));
+        assert_eq!(
+            r(Method::GET, "/v1/health"),
+            Route::Matched(RouteId::Health)
+        );
+        assert_eq!(
+            r(Method::POST, "/v1/jobs"),
+            Route::Matched(RouteId::CreateJob)
+        );
+        assert_eq!(
+            r(Method::POST, "/v1/jobs/"),
+            Route::Matched(RouteId::CreateJob)
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/jobs/abc"),
+            Route::Matched(RouteId::GetJob)
+        );
         assert_eq!(r(Method::DELETE, "/v1/jobs/abc"), Route::WrongMethod("GET"));
         assert_eq!(r(Method::GET, "/v1/jobs"), Route::WrongMethod("POST"));
         assert_eq!(r(Method::GET, "/v1/jobs/a/b"), Route::Unknown);
         assert_eq!(r(Method::GET, "/v2/jobs"), Route::Unknown);
         assert_eq!(r(Method::GET, "/"), Route::Unknown);
-        assert_eq!(r(Method::POST, "/v1/uploads"), Route::Matched(RouteId::CreateUpload));
-        assert_eq!(r(Method::GET, "/v1/usage"), Route::Matched(RouteId::GetUsage));
+        assert_eq!(
+            r(Method::POST, "/v1/uploads"),
+            Route::Matched(RouteId::CreateUpload)
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/usage"),
+            Route::Matched(RouteId::GetUsage)
+        );
     }
 
     #[test]
@@ -289,7 +321,10 @@ mod tests {
         for (m, p) in ROUTES {
             let path = p.replace("{job_id}", "x");
             let route = route_of(&Method::from_bytes(m.as_bytes()).unwrap(), &path);
-            assert!(matches!(route, Route::Matched(r) if r.name() == format!("{m} {p}")), "{m} {p}");
+            assert!(
+                matches!(route, Route::Matched(r) if r.name() == format!("{m} {p}")),
+                "{m} {p}"
+            );
         }
     }
 }

@@ -37,7 +37,11 @@ pub async fn render(state: &AppState, job: &Job) -> Result<Value, ApiError> {
     {
         let signed = state
             .s3
-            .presign_get(&state.config.results_bucket, &r.key, state.config.result_url_ttl)
+            .presign_get(
+                &state.config.results_bucket,
+                &r.key,
+                state.config.result_url_ttl,
+            )
             .await?;
         v["result"] = json!({
             "url": signed.url,

@@ -29,7 +29,11 @@ pub async fn create(state: &AppState, req: &Request, ctx: &mut Context) -> Resul
     let key = staging_key_upload(&principal.customer_id, &upload_id);
     let signed = state
         .s3
-        .presign_put(&state.config.staging_bucket, &key, state.config.upload_url_ttl)
+        .presign_put(
+            &state.config.staging_bucket,
+            &key,
+            state.config.upload_url_ttl,
+        )
         .await?;
     Ok(Reply::json(
         StatusCode::CREATED,

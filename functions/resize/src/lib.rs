@@ -41,7 +41,9 @@ pub async fn handler(
     for record in &event.payload.records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("message", message_id = %message_id, job_id = tracing::field::Empty);
-        let disposition = Box::pin(process_record(state, record)).instrument(span).await;
+        let disposition = Box::pin(process_record(state, record))
+            .instrument(span)
+            .await;
         if disposition == Disposition::Retry {
             let mut f = BatchItemFailure::default();
             f.item_identifier = message_id;
@@ -93,7 +95,11 @@ fn now_ms(state: &AppState) -> i64 {
     (state.now().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-async fn convert(state: &AppState, msg: &JobMessage, receives: u32) -> Result<Disposition, StoreError> {
+async fn convert(
+    state: &AppState,
+    msg: &JobMessage,
+    receives: u32,
+) -> Result<Disposition, StoreError> {
     let started = Instant::now();
     let job = match state.tables.claim_job(&msg.job_id, state.now()).await? {
         Claim::Claimed(job) => job,
@@ -111,7 +117,14 @@ async fn convert(state: &AppState, msg: &JobMessage, receives: u32) -> Result<Di
     };
     if job.customer_id != msg.customer_id {
         tracing::error!("message names another customer than its job; job failed");
-        return fail(state, job, ("internal_error", "inconsistent job message".into()), 0, started).await;
+        return fail(
+            state,
+            job,
+            ("internal_error", "inconsistent job message".into()),
+            0,
+            started,
+        )
+        .await;
     }
     let queue_wait_ms = (now_ms(state) - msg.enqueued_at_ms).max(0);
     tracing::info!(attempt = job.attempts, receives, queue_wait_ms, customer_id = %job.customer_id, "job claimed");
@@ -132,7 +145,10 @@ async fn convert(state: &AppState, msg: &JobMessage, receives: u32) -> Result<Di
         Err(e) => return Err(e),
     };
     if head.size > max_bytes {
-        let m = format!("the image is {} bytes, over the limit of {max_bytes} bytes", head.size);
+        let m = format!(
+            "the image is {} bytes, over the limit of {max_bytes} bytes",
+            head.size
+        );
         return fail(state, job, ("payload_too_large", m), 0, started).await;
     }
     let input = state.s3.get(bucket, &job.staging_key, max_bytes).await?;
@@ -179,7 +195,12 @@ async fn succeed(
     let bytes_out = out.bytes.len() as u64;
     state
         .s3
-        .put(&state.config.results_bucket, &key, out.bytes, out.format.mime())
+        .put(
+            &state.config.results_bucket,
+            &key,
+            out.bytes,
+            out.format.mime(),
+        )
         .await?;
     let now = state.now();
     job.status = JobStatus::Done;
@@ -295,7 +316,14 @@ async fn dead_lettered(state: &AppState, msg: &JobMessage) -> Result<Disposition
     }
     tracing::error!(customer_id = %job.customer_id, attempts = job.attempts, "job dead-lettered; marking it failed");
     let message = "the job could not be processed after repeated attempts; please retry it";
-    fail(state, job, ("internal_error", message.into()), 0, Instant::now()).await
+    fail(
+        state,
+        job,
+        ("internal_error", message.into()),
+        0,
+        Instant::now(),
+    )
+    .await
 }
 
 /// Inline bodies are staged for one job and removed once it is finished. Uploads stay until the

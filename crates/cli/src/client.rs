@@ -1,0 +1,474 @@
+//! The customer's side: `resizer resize`, `resizer usage`, `resizer jobs get`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use futures::StreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::{CliError, CliResult, table};
+
+/// Bodies up to this size go inline; larger ones through `/v1/uploads` (the API's default inline
+/// limit is 4 MiB).
+const INLINE_MAX: u64 = 4 * 1024 * 1024;
+/// Transfers at least this large get a progress bar.
+const PROGRESS_MIN: u64 = 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub struct Conn {
+    /// The API's base URL.
+    #[arg(
+        long,
+        env = "RESIZER_ENDPOINT",
+        default_value = "http://127.0.0.1:3000",
+        global = true
+    )]
+    endpoint: String,
+    /// Your API key (rsz_…). Against the local gateway, defaults to the demo key `resizer dev`
+    /// saved in .local/dev/api-key.
+    #[arg(long, env = "RESIZER_API_KEY", hide_env_values = true, global = true)]
+    key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResizeArgs {
+    /// The image to resize (JPEG, PNG, WebP or GIF).
+    file: PathBuf,
+    #[arg(long)]
+    width: Option<u32>,
+    #[arg(long)]
+    height: Option<u32>,
+    /// cover, contain, fill, inside or outside.
+    #[arg(long)]
+    fit: Option<String>,
+    /// jpeg, png, webp or avif (default: the input's; GIF becomes PNG).
+    #[arg(long)]
+    format: Option<String>,
+    /// 1..=100.
+    #[arg(long)]
+    quality: Option<u32>,
+    /// Allow enlarging beyond the input size.
+    #[arg(long)]
+    enlarge: bool,
+    /// Where to write the result (default: <file stem>-resized.<ext>).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: Option<String>,
+    /// hour, day or month.
+    #[arg(long)]
+    granularity: Option<String>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    command: JobsCommand,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// Show a job (its result URL is freshly signed on every call).
+    Get { job_id: String },
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    fn new(conn: &Conn) -> CliResult<Self> {
+        let base = conn.endpoint.trim_end_matches('/').to_owned();
+        let key = match &conn.key {
+            Some(k) => k.clone(),
+            None => std::fs::read_to_string(".local/dev/api-key")
+                .map(|k| k.trim().to_owned())
+                .map_err(|_| {
+                    CliError::new(
+                        "no API key: pass --key or set RESIZER_API_KEY (against `make dev`, the \
+                         demo key is in .local/dev/api-key)",
+                    )
+                })?,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| CliError::new(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { http, base, key })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request; turns an API error body into its message.
+    async fn send(&self, req: reqwest::RequestBuilder) -> CliResult<(reqwest::StatusCode, Value)> {
+        let resp = req.bearer_auth(&self.key).send().await.map_err(|e| {
+            CliError::new(format!("cannot reach {}: {}", self.base, root_cause(&e)))
+        })?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| CliError::new(format!("reading the response: {e}")))?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            Ok((status, body))
+        } else {
+            Err(api_error(status, &body))
+        }
+    }
+}
+
+fn api_error(status: reqwest::StatusCode, body: &Value) -> CliError {
+    let e = &body["error"];
+    match (e["code"].as_str(), e["message"].as_str()) {
+        (Some(code), Some(msg)) => CliError::new(format!(
+            "{} {code}: {msg} (request_id {})",
+            status.as_u16(),
+            e["request_id"].as_str().unwrap_or("?")
+        )),
+        _ => CliError::new(format!("{status}: {body}")),
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// The image's type from its magic bytes.
+fn sniff_mime(head: &[u8]) -> &'static str {
+    match head {
+        [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
+        [0x89, b'P', b'N', b'G', ..] => "image/png",
+        [b'G', b'I', b'F', b'8', ..] => "image/gif",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => "image/webp",
+        _ => "application/octet-stream",
+    }
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    if len < PROGRESS_MIN {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    pb
+}
+
+/// A body that advances a progress bar as it is sent.
+fn streamed(data: Vec<u8>, pb: ProgressBar) -> reqwest::Body {
+    let chunks: Vec<Vec<u8>> = data.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    let stream = futures::stream::iter(chunks).map(move |c| {
+        pb.inc(c.len() as u64);
+        Ok::<_, std::io::Error>(c)
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+fn params(a: &ResizeArgs) -> Vec<(&'static str, String)> {
+    let mut p = Vec::new();
+    if let Some(w) = a.width {
+        p.push(("width", w.to_string()));
+    }
+    if let Some(h) = a.height {
+        p.push(("height", h.to_string()));
+    }
+    if let Some(f) = &a.fit {
+        p.push(("fit", f.clone()));
+    }
+    if let Some(f) = &a.format {
+        p.push(("format", f.clone()));
+    }
+    if let Some(q) = a.quality {
+        p.push(("quality", q.to_string()));
+    }
+    if a.enlarge {
+        p.push(("enlarge", "true".into()));
+    }
+    p
+}
+
+pub async fn resize(a: ResizeArgs) -> CliResult {
+    let api = Api::new(&a.conn)?;
+    let started = Instant::now();
+    let data = std::fs::read(&a.file)
+        .map_err(|e| CliError::new(format!("cannot read {}: {e}", a.file.display())))?;
+    let len = data.len() as u64;
+    let mime = sniff_mime(&data);
+    let wait = a.timeout.clamp(1, 20);
+    let mut query = params(&a);
+    let (_, mut job) = if len <= INLINE_MAX {
+        query.push(("wait", wait.to_string()));
+        let pb = progress(len, "upload");
+        let r = api
+            .send(
+                api.http
+                    .post(api.url("/v1/jobs"))
+                    .query(&query)
+                    .header("content-type", mime)
+                    .header("content-length", len)
+                    .body(streamed(data, pb.clone())),
+            )
+            .await;
+        pb.finish_and_clear();
+        r?
+    } else {
+        let (_, upload) = api.send(api.http.post(api.url("/v1/uploads"))).await?;
+        let url = upload["url"]
+            .as_str()
+            .ok_or_else(|| CliError::new("the upload answer has no url"))?;
+        let max = upload["max_bytes"].as_u64().unwrap_or(u64::MAX);
+        if len > max {
+            return Err(CliError::new(format!(
+                "{} is {len} bytes, over the upload limit of {max} bytes",
+                a.file.display()
+            )));
+        }
+        let pb = progress(len, "upload");
+        let put = api
+            .http
+            .put(url)
+            .header("content-type", mime)
+            .header("content-length", len)
+            .body(streamed(data, pb.clone()))
+            .send()
+            .await
+            .map_err(|e| CliError::new(format!("upload failed: {}", root_cause(&e))))?;
+        pb.finish_and_clear();
+        if !put.status().is_success() {
+            return Err(CliError::new(format!(
+                "upload failed: HTTP {}",
+                put.status()
+            )));
+        }
+        let mut body = json!({"upload_id": upload["upload_id"], "wait": wait});
+        for (k, v) in &query {
+            body[*k] = json!(v);
+        }
+        api.send(api.http.post(api.url("/v1/jobs")).json(&body))
+            .await?
+    };
+    let deadline = started + Duration::from_secs(a.timeout);
+    while !matches!(job["status"].as_str(), Some("done" | "failed")) {
+        if Instant::now() >= deadline {
+            return Err(CliError::new(format!(
+                "job {} still {} after {} s; check it later with `resizer jobs get {}`",
+                job["job_id"].as_str().unwrap_or("?"),
+                job["status"].as_str().unwrap_or("?"),
+                a.timeout,
+                job["job_id"].as_str().unwrap_or("?")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let path = job["status_url"].as_str().unwrap_or("/v1/jobs").to_owned();
+        job = api.send(api.http.get(api.url(&path))).await?.1;
+    }
+    if job["status"] == "failed" {
+        return Err(CliError::new(format!(
+            "job {} failed: {}: {}",
+            job["job_id"].as_str().unwrap_or("?"),
+            job["error"]["code"].as_str().unwrap_or("?"),
+            job["error"]["message"].as_str().unwrap_or("?")
+        )));
+    }
+    let result = &job["result"];
+    let url = result["url"]
+        .as_str()
+        .ok_or_else(|| CliError::new("the finished job has no result url"))?;
+    let format = result["format"].as_str().unwrap_or("bin");
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&a.file, format));
+    let bytes = download(&api.http, url, result["bytes"].as_u64().unwrap_or(0)).await?;
+    std::fs::write(&out, &bytes)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", out.display())))?;
+    println!(
+        "{}: {}x{} {format}, {} bytes (from {}x{} {}, {len} bytes) in {:.2} s, job {}",
+        out.display(),
+        result["width"],
+        result["height"],
+        bytes.len(),
+        job["input"]["width"],
+        job["input"]["height"],
+        job["input"]["format"].as_str().unwrap_or("?"),
+        started.elapsed().as_secs_f64(),
+        job["job_id"].as_str().unwrap_or("?"),
+    );
+    Ok(())
+}
+
+fn default_output(input: &Path, format: &str) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("image");
+    let ext = if format == "jpeg" { "jpg" } else { format };
+    input.with_file_name(format!("{stem}-resized.{ext}"))
+}
+
+async fn download(http: &reqwest::Client, url: &str, expected: u64) -> CliResult<Vec<u8>> {
+    let resp = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| CliError::new(format!("download failed: {}", root_cause(&e))))?;
+    if !resp.status().is_success() {
+        return Err(CliError::new(format!(
+            "download failed: HTTP {}",
+            resp.status()
+        )));
+    }
+    let total = resp.content_length().unwrap_or(expected);
+    let pb = progress(total, "download");
+    let mut out = Vec::with_capacity(total as usize);
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| CliError::new(format!("download failed: {e}")))?;
+        pb.inc(chunk.len() as u64);
+        out.extend_from_slice(&chunk);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+pub async fn usage(a: UsageArgs) -> CliResult {
+    let api = Api::new(&a.conn)?;
+    let mut q: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in [
+        ("from", &a.from),
+        ("to", &a.to),
+        ("granularity", &a.granularity),
+    ] {
+        if let Some(v) = v {
+            q.push((k, v));
+        }
+    }
+    let (_, body) = api
+        .send(api.http.get(api.url("/v1/usage")).query(&q))
+        .await?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let fields = resizer_core::usage::Totals::FIELDS;
+    let row = |label: String, v: &Value| -> Vec<String> {
+        std::iter::once(label)
+            .chain(
+                fields
+                    .iter()
+                    .map(|f| v[*f].as_u64().unwrap_or(0).to_string()),
+            )
+            .collect()
+    };
+    let mut rows: Vec<Vec<String>> = body["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| row(i["period"].as_str().unwrap_or("?").to_owned(), i))
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.push(row("total".into(), &body["totals"]));
+    let mut headers = vec!["period"];
+    headers.extend(fields);
+    println!(
+        "{} usage from {} to {}",
+        body["granularity"].as_str().unwrap_or("?"),
+        body["from"].as_str().unwrap_or("?"),
+        body["to"].as_str().unwrap_or("?")
+    );
+    print!("{}", table::render(&headers, &rows));
+    Ok(())
+}
+
+pub async fn jobs(a: JobsArgs) -> CliResult {
+    let api = Api::new(&a.conn)?;
+    match a.command {
+        JobsCommand::Get { job_id } => {
+            let path = format!("/v1/jobs/{job_id}");
+            let (_, body) = api.send(api.http.get(api.url(&path))).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing_and_names() {
+        assert_eq!(sniff_mime(&[0xFF, 0xD8, 0xFF, 0xE0]), "image/jpeg");
+        assert_eq!(sniff_mime(b"RIFF\0\0\0\0WEBPVP8 "), "image/webp");
+        assert_eq!(sniff_mime(b"hello"), "application/octet-stream");
+        assert_eq!(
+            default_output(Path::new("/a/photo.png"), "jpeg"),
+            PathBuf::from("/a/photo-resized.jpg")
+        );
+    }
+
+    #[test]
+    fn api_errors_are_one_line() {
+        let body = json!({"error": {"code": "invalid_parameter", "message": "width must be 1..=8192, got 0", "request_id": "r1"}});
+        let e = api_error(reqwest::StatusCode::BAD_REQUEST, &body);
+        assert_eq!(
+            e.to_string(),
+            "400 invalid_parameter: width must be 1..=8192, got 0 (request_id r1)"
+        );
+    }
+}

@@ -1,0 +1,601 @@
+//! The deployed stack has the resources of template.yaml, and they behave as the design needs.
+//!
+//! Run with `make test`. The HTTP API is left out: community LocalStack reports it created but does
+//! not create it (the local gateway stands in for it, and cfn-lint checks it statically).
+//! The SQS test uses the stack's real jobs queue, so nothing else should consume it meanwhile
+//! (the local stack's event source mappings are disabled).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType, TimeToLiveStatus};
+use aws_sdk_lambda::types::FunctionResponseType;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use resizer_core::job::JobStatus;
+use resizer_integration_tests::{Error, OUTPUT_KEYS, Result, TestEnv, unique};
+
+/// Environment variables every function gets (the Rust config reads them), and the stack output
+/// each resource-naming one must equal.
+const FUNCTION_ENV: [(&str, Option<&str>); 20] = [
+    ("STAGE", None),
+    ("STAGING_BUCKET", Some("StagingBucketName")),
+    ("RESULTS_BUCKET", Some("ResultsBucketName")),
+    ("JOBS_QUEUE_URL", Some("JobsQueueUrl")),
+    ("JOBS_DLQ_ARN", Some("JobsDlqArn")),
+    ("JOBS_TABLE", Some("JobsTableName")),
+    ("API_KEYS_TABLE", Some("ApiKeysTableName")),
+    ("CUSTOMERS_TABLE", Some("CustomersTableName")),
+    ("USAGE_TABLE", Some("UsageTableName")),
+    ("USAGE_ROLLUPS_TABLE", Some("UsageRollupsTableName")),
+    ("MAX_INLINE_BYTES", None),
+    ("MAX_UPLOAD_BYTES", None),
+    ("MAX_INPUT_PIXELS", None),
+    ("MAX_INPUT_SIDE", None),
+    ("MAX_OUTPUT_SIDE", None),
+    ("AUTH_CACHE_TTL_SECONDS", None),
+    ("RESULT_URL_TTL_SECONDS", None),
+    ("USAGE_SHARDS", None),
+    ("USAGE_LATE_WINDOW_HOURS", None),
+    ("RUST_LOG", None),
+];
+
+fn now_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn stack_has_every_output() -> Result<()> {
+    let env = TestEnv::load().await?;
+    for key in OUTPUT_KEYS {
+        env.stack.output(key)?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn buckets_exist_private_and_encrypted() -> Result<()> {
+    let env = TestEnv::load().await?;
+    for output in ["StagingBucketName", "ResultsBucketName"] {
+        let bucket = env.stack.output(output)?;
+        env.s3.head_bucket().bucket(bucket).send().await?;
+
+        let block = env
+            .s3
+            .get_public_access_block()
+            .bucket(bucket)
+            .send()
+            .await?;
+        let block = block
+            .public_access_block_configuration()
+            .ok_or_else(|| Error::msg(format!("{bucket}: no public access block")))?;
+        assert_eq!(block.block_public_acls(), Some(true), "{bucket}");
+        assert_eq!(block.ignore_public_acls(), Some(true), "{bucket}");
+        assert_eq!(block.block_public_policy(), Some(true), "{bucket}");
+        assert_eq!(block.restrict_public_buckets(), Some(true), "{bucket}");
+
+        let encryption = env.s3.get_bucket_encryption().bucket(bucket).send().await?;
+        let algorithm = encryption
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .map(|d| d.sse_algorithm().clone());
+        assert_eq!(algorithm, Some(ServerSideEncryption::Aes256), "{bucket}");
+        // The lifecycle rules are not checked here: LocalStack's CloudFormation does not apply a
+        // bucket's LifecycleConfiguration. cfn-lint checks them in the template.
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn tables_have_the_template_key_schemas_and_ttl() -> Result<()> {
+    let env = TestEnv::load().await?;
+    // (output, [(attribute, key type)], TTL attribute)
+    let expected: [(&str, &[(&str, KeyType)], Option<&str>); 5] = [
+        ("JobsTableName", &[("job_id", KeyType::Hash)], Some("expires_at")),
+        ("ApiKeysTableName", &[("key_id", KeyType::Hash)], None),
+        ("CustomersTableName", &[("customer_id", KeyType::Hash)], None),
+        (
+            "UsageTableName",
+            &[("pk", KeyType::Hash), ("sk", KeyType::Range)],
+            Some("expires_at"),
+        ),
+        (
+            "UsageRollupsTableName",
+            &[("customer_id", KeyType::Hash), ("period", KeyType::Range)],
+            None,
+        ),
+    ];
+    for (output, keys, ttl) in expected {
+        let table_name = env.stack.output(output)?;
+        let described = env
+            .dynamodb
+            .describe_table()
+            .table_name(table_name)
+            .send()
+            .await?;
+        let table = described
+            .table()
+            .ok_or_else(|| Error::msg(format!("{table_name}: no description")))?;
+
+        let schema: Vec<(&str, KeyType)> = table
+            .key_schema()
+            .iter()
+            .map(|k| (k.attribute_name(), k.key_type().clone()))
+            .collect();
+        assert_eq!(schema, keys.to_vec(), "{table_name}: key schema");
+
+        let types: HashMap<&str, &ScalarAttributeType> = table
+            .attribute_definitions()
+            .iter()
+            .map(|a| (a.attribute_name(), a.attribute_type()))
+            .collect();
+        for (attribute, _) in keys {
+            assert_eq!(
+                types.get(attribute),
+                Some(&&ScalarAttributeType::S),
+                "{table_name}: {attribute} must be a string key"
+            );
+        }
+
+        let billing = table
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|m| m.as_str().to_owned());
+        assert_eq!(
+            billing.as_deref(),
+            Some("PAY_PER_REQUEST"),
+            "{table_name}: on-demand"
+        );
+
+        let ttl_described = env
+            .dynamodb
+            .describe_time_to_live()
+            .table_name(table_name)
+            .send()
+            .await?;
+        let description = ttl_described.time_to_live_description();
+        match ttl {
+            Some(attribute) => {
+                assert_eq!(
+                    description.and_then(|d| d.time_to_live_status()),
+                    Some(&TimeToLiveStatus::Enabled),
+                    "{table_name}: TTL"
+                );
+                assert_eq!(
+                    description.and_then(|d| d.attribute_name()),
+                    Some(attribute),
+                    "{table_name}: TTL attribute"
+                );
+            }
+            None => assert_ne!(
+                description.and_then(|d| d.time_to_live_status()),
+                Some(&TimeToLiveStatus::Enabled),
+                "{table_name}: no TTL expected"
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn jobs_queue_redrives_to_the_dlq_and_outlasts_the_resize_timeout() -> Result<()> {
+    let env = TestEnv::load().await?;
+    let queue = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(env.stack.output("JobsQueueUrl")?)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await?;
+    let attributes = queue.attributes().cloned().unwrap_or_default();
+    let get = |name: QueueAttributeName| -> Result<String> {
+        attributes
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| Error::msg(format!("jobs queue: no attribute {name}")))
+    };
+    assert_eq!(
+        get(QueueAttributeName::QueueArn)?,
+        env.stack.output("JobsQueueArn")?
+    );
+
+    let redrive: serde_json::Value = serde_json::from_str(&get(QueueAttributeName::RedrivePolicy)?)?;
+    assert_eq!(
+        redrive["deadLetterTargetArn"].as_str(),
+        Some(env.stack.output("JobsDlqArn")?),
+        "jobs queue redrives to the jobs DLQ"
+    );
+    let max_receive = match &redrive["maxReceiveCount"] {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    assert_eq!(max_receive, Some(3), "maxReceiveCount");
+
+    let resize = env
+        .lambda
+        .get_function_configuration()
+        .function_name(env.stack.output("ResizeFunctionName")?)
+        .send()
+        .await?;
+    let resize_timeout = i64::from(resize.timeout().unwrap_or_default());
+    let visibility: i64 = get(QueueAttributeName::VisibilityTimeout)?.parse()?;
+    assert!(resize_timeout > 0, "resize timeout");
+    assert!(
+        visibility >= 6 * resize_timeout,
+        "visibility timeout {visibility}s must be at least 6x the resize timeout {resize_timeout}s"
+    );
+
+    let dlq = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(env.stack.output("JobsDlqUrl")?)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await?;
+    let dlq_attributes = dlq.attributes().cloned().unwrap_or_default();
+    assert_eq!(
+        dlq_attributes
+            .get(&QueueAttributeName::QueueArn)
+            .map(String::as_str),
+        Some(env.stack.output("JobsDlqArn")?)
+    );
+    assert_eq!(
+        dlq_attributes
+            .get(&QueueAttributeName::MessageRetentionPeriod)
+            .map(String::as_str),
+        Some("1209600"),
+        "the DLQ keeps messages 14 days"
+    );
+    let dlq_visibility: i64 = dlq_attributes
+        .get(&QueueAttributeName::VisibilityTimeout)
+        .map(String::as_str)
+        .unwrap_or("0")
+        .parse()?;
+    assert!(
+        dlq_visibility >= resize_timeout,
+        "resize consumes the DLQ too"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn functions_have_the_template_configuration() -> Result<()> {
+    let env = TestEnv::load().await?;
+    for output in [
+        "ApiFunctionName",
+        "ResizeFunctionName",
+        "AggregateFunctionName",
+    ] {
+        let name = env.stack.output(output)?;
+        let config = env
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await?;
+        assert_eq!(
+            config.runtime().map(|r| r.as_str()),
+            Some("provided.al2023"),
+            "{name}"
+        );
+        assert_eq!(config.handler(), Some("bootstrap"), "{name}");
+        assert_eq!(
+            config
+                .logging_config()
+                .and_then(|l| l.log_format())
+                .map(|f| f.as_str()),
+            Some("JSON"),
+            "{name}: JSON logs"
+        );
+        let variables = config
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default();
+        for (variable, output) in FUNCTION_ENV {
+            let value = variables
+                .get(variable)
+                .ok_or_else(|| Error::msg(format!("{name}: no environment variable {variable}")))?;
+            if let Some(output) = output {
+                assert_eq!(value, env.stack.output(output)?, "{name}: {variable}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn resize_consumes_both_queues_one_message_at_a_time() -> Result<()> {
+    let env = TestEnv::load().await?;
+    let mappings = env
+        .lambda
+        .list_event_source_mappings()
+        .function_name(env.stack.output("ResizeFunctionName")?)
+        .send()
+        .await?;
+    let sources: BTreeSet<&str> = mappings
+        .event_source_mappings()
+        .iter()
+        .filter_map(|m| m.event_source_arn())
+        .collect();
+    let expected: BTreeSet<&str> = [
+        env.stack.output("JobsQueueArn")?,
+        env.stack.output("JobsDlqArn")?,
+    ]
+    .into();
+    assert_eq!(sources, expected, "resize's event sources");
+
+    // The local deploy disables the triggers (EnableTriggers=false): LocalStack cannot run the code,
+    // and its poller would push every job to the DLQ.
+    let triggers_enabled = env.stack.parameter("EnableTriggers") != Some("false");
+    for mapping in mappings.event_source_mappings() {
+        let source = mapping.event_source_arn().unwrap_or("?");
+        assert_eq!(mapping.batch_size(), Some(1), "{source}: batch size");
+        assert!(
+            mapping
+                .function_response_types()
+                .contains(&FunctionResponseType::ReportBatchItemFailures),
+            "{source}: partial batch responses"
+        );
+        let state = mapping.state().unwrap_or("?");
+        if triggers_enabled {
+            assert!(matches!(state, "Enabled" | "Enabling"), "{source}: {state}");
+        } else {
+            assert!(matches!(state, "Disabled" | "Disabling"), "{source}: {state}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_object_put_in_staging_reads_back() -> Result<()> {
+    let env = TestEnv::load().await?;
+    let bucket = env.stack.output("StagingBucketName")?;
+    let key = unique("integration-tests/staging");
+    let body: Vec<u8> = (0..70_000u32).map(|i| (i * 31 % 251) as u8).collect();
+
+    env.s3
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .content_type("application/octet-stream")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await?;
+    let object = env.s3.get_object().bucket(bucket).key(&key).send().await?;
+    let read = object.body.collect().await?.into_bytes();
+    env.s3.delete_object().bucket(bucket).key(&key).send().await?;
+
+    assert_eq!(read.len(), body.len());
+    assert!(read.as_ref() == body.as_slice(), "the object reads back unchanged");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_presigned_get_url_downloads_with_a_plain_http_client() -> Result<()> {
+    let env = TestEnv::load().await?;
+    let bucket = env.stack.output("ResultsBucketName")?;
+    // Results live under results/ (the prefix the lifecycle rule expires and the api may presign).
+    let key = format!("{}.bin", unique("results/integration-tests/presign"));
+    let body = b"presigned result bytes".repeat(100);
+    env.s3
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await?;
+
+    let presigned = env
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(&key)
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300))?)
+        .await?;
+    let response = reqwest::get(presigned.uri()).await?;
+    let status = response.status();
+    let downloaded = response.bytes().await?;
+    env.s3.delete_object().bucket(bucket).key(&key).send().await?;
+
+    assert_eq!(status, reqwest::StatusCode::OK, "GET {}", presigned.uri());
+    assert!(
+        downloaded.as_ref() == body.as_slice(),
+        "the presigned URL serves the object"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_received_three_times_without_delete_lands_in_the_dlq() -> Result<()> {
+    let env = TestEnv::load().await?;
+    let queue = env.stack.output("JobsQueueUrl")?;
+    let dlq = env.stack.output("JobsDlqUrl")?;
+    let marker = unique("integration-test-redrive");
+    let body = serde_json::json!({ "integration_test": marker }).to_string();
+    env.sqs
+        .send_message()
+        .queue_url(queue)
+        .message_body(&body)
+        .send()
+        .await?;
+
+    // Receive it three times without deleting. A visibility timeout of 0 makes it visible again at
+    // once, instead of after the queue's (6x the resize timeout).
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        let message = receive_ours(&env, queue, &body, Duration::from_secs(20)).await?;
+        let count = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|c| c.parse::<u32>().ok());
+        counts.push(count);
+        assert!(
+            message.receipt_handle().is_some(),
+            "a received message has a receipt handle"
+        );
+    }
+    assert_eq!(counts, [Some(1), Some(2), Some(3)], "receive counts");
+
+    // The next receive moves it to the DLQ (maxReceiveCount 3): it is not served again.
+    let fourth = receive_ours(&env, queue, &body, Duration::from_secs(3)).await;
+    assert!(
+        fourth.is_err(),
+        "after 3 receives the message must no longer be served by the jobs queue"
+    );
+
+    let dead = receive_ours(&env, dlq, &body, Duration::from_secs(20)).await?;
+    if let Some(handle) = dead.receipt_handle() {
+        env.sqs
+            .delete_message()
+            .queue_url(dlq)
+            .receipt_handle(handle)
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+/// Receive from `queue` until the message with `body` comes, leaving every message visible again.
+async fn receive_ours(
+    env: &TestEnv,
+    queue: &str,
+    body: &str,
+    within: Duration,
+) -> Result<aws_sdk_sqs::types::Message> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let received = env
+            .sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await?;
+        if let Some(message) = received
+            .messages()
+            .iter()
+            .find(|m| m.body() == Some(body))
+        {
+            return Ok(message.clone());
+        }
+    }
+    Err(Error::msg(format!(
+        "message {body} not received from {queue} within {within:?}"
+    )))
+}
+
+#[tokio::test]
+async fn the_jobs_table_refuses_a_backward_state_change() -> Result<()> {
+    let env = TestEnv::load().await?;
+    let table = env.stack.output("JobsTableName")?;
+    let job_id = unique("it-job");
+    let key = AttributeValue::S(job_id.clone());
+    let expires_at = AttributeValue::N((now_epoch() + 3600).to_string());
+
+    // A job that is already done.
+    env.dynamodb
+        .put_item()
+        .table_name(table)
+        .item("job_id", key.clone())
+        .item("status", AttributeValue::S(JobStatus::Done.as_str().into()))
+        .item("expires_at", expires_at)
+        .send()
+        .await?;
+
+    // A redelivered message tries to claim it again (done -> processing): the state machine's
+    // conditional write must refuse.
+    let claim = move_status(&env, table, &key, JobStatus::Processing).await;
+    let refused = match claim {
+        Ok(()) => false,
+        Err(err) => err
+            .into_service_error()
+            .is_conditional_check_failed_exception(),
+    };
+    assert!(
+        refused,
+        "done -> processing must fail its condition check"
+    );
+
+    let item = env
+        .dynamodb
+        .get_item()
+        .table_name(table)
+        .key("job_id", key.clone())
+        .consistent_read(true)
+        .send()
+        .await?;
+    let status = item
+        .item()
+        .and_then(|i| i.get("status"))
+        .and_then(|s| s.as_s().ok())
+        .cloned();
+    assert_eq!(status.as_deref(), Some("done"), "the job stays done");
+
+    // A forward change of a job that allows it goes through (queued -> processing -> done).
+    let fresh_id = unique("it-job");
+    let fresh = AttributeValue::S(fresh_id);
+    env.dynamodb
+        .put_item()
+        .table_name(table)
+        .item("job_id", fresh.clone())
+        .item("status", AttributeValue::S(JobStatus::Queued.as_str().into()))
+        .item("expires_at", AttributeValue::N((now_epoch() + 3600).to_string()))
+        .condition_expression("attribute_not_exists(job_id)")
+        .send()
+        .await?;
+    move_status(&env, table, &fresh, JobStatus::Processing).await?;
+    move_status(&env, table, &fresh, JobStatus::Done).await?;
+
+    for k in [key, fresh] {
+        env.dynamodb
+            .delete_item()
+            .table_name(table)
+            .key("job_id", k)
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+/// Move a job to `to` with the condition that the domain's state machine allows it from the
+/// current status (`JobStatus::allowed_from`).
+async fn move_status(
+    env: &TestEnv,
+    table: &str,
+    key: &AttributeValue,
+    to: JobStatus,
+) -> std::result::Result<
+    (),
+    aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError>,
+> {
+    let from = to.allowed_from();
+    let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
+    let mut update = env
+        .dynamodb
+        .update_item()
+        .table_name(table)
+        .key("job_id", key.clone())
+        .update_expression("SET #status = :to")
+        .condition_expression(format!(
+            "attribute_exists(job_id) AND #status IN ({})",
+            placeholders.join(", ")
+        ))
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":to", AttributeValue::S(to.as_str().into()));
+    for (placeholder, status) in placeholders.iter().zip(from) {
+        update = update
+            .expression_attribute_values(placeholder, AttributeValue::S(status.as_str().into()));
+    }
+    update.send().await.map(|_| ())
+}

@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             assert!(!e.message.is_empty());
-            assert!(e.message.len() < 400, "message echoes too much input: {}", e.message.len());
+            assert!(
+                e.message.len() < 400,
+                "message echoes too much input: {}",
+                e.message.len()
+            );
         }
     }
 });

@@ -7,7 +7,11 @@ use resizer_core::pipeline::{Limits, probe, process};
 use resizer_core::transform::TransformSpec;
 
 // Small limits keep each run fast and memory-bounded without changing the code paths.
-const LIMITS: Limits = Limits { max_input_pixels: 4_000_000, max_input_side: 4096, max_output_side: 1024 };
+const LIMITS: Limits = Limits {
+    max_input_pixels: 4_000_000,
+    max_input_side: 4096,
+    max_output_side: 1024,
+};
 
 fuzz_target!(|data: &[u8]| {
     if data.is_empty() {
@@ -33,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             // A codec panic caught at the entry point shows up as this message: still a bug
             // worth knowing about, so fail loudly here rather than hide it.
-            assert!(!e.to_string().contains("the codec failed on this input"), "{e}");
+            assert!(
+                !e.to_string().contains("the codec failed on this input"),
+                "{e}"
+            );
             assert_ne!(e.code(), "internal_error", "{e}");
         }
     }

@@ -7,9 +7,10 @@ use super::ImageError;
 use super::decode::Bitmap;
 use super::resize::Planes;
 
-/// rav1e speed for AVIF (0 slowest … 10 fastest). 7 keeps a 1024 px output well under 500 ms on
-/// one core; see docs/benchmarks.md.
-pub const AVIF_SPEED: u8 = 7;
+/// rav1e speed for AVIF (0 slowest … 10 fastest). Measured on one core for a 1024×640 output
+/// of a photo at q80: speed 8 ≈ 1.2 s, 9 ≈ 480 ms, 10 ≈ 200 ms. Only 10 keeps a 1024 px output
+/// (up to 1024×1024) under 500 ms; see docs/benchmarks.md.
+pub const AVIF_SPEED: u8 = 10;
 
 fn enc_err(what: &str, e: impl std::fmt::Display) -> ImageError {
     ImageError::Internal(format!("{what} encoder: {e}"))

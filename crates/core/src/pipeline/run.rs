@@ -27,7 +27,7 @@ impl Default for Tuning {
         Self {
             shrink_residual: decode::SHRINK_ON_LOAD_RESIDUAL,
             yuv: true,
-            filter: resize::FILTER,
+            filter: resize::default_filter(),
             avif_speed: encode::AVIF_SPEED,
         }
     }

@@ -100,6 +100,12 @@ impl ImageError {
 /// Sniffs the format from the magic bytes and reads the dimensions from the header, then checks
 /// them against `limits`. Never decodes pixel data; works on a prefix of the file as long as the
 /// header is in it.
+///
+/// PNG, GIF and WebP carry their size in the first 30 bytes. A JPEG's frame header comes after
+/// its metadata segments (EXIF with a thumbnail, XMP, ICC), which can reach past 64 KiB in
+/// camera files; when the prefix ends before it, this returns `InvalidImage` with a message
+/// ending in "header is truncated", and the caller should probe a longer prefix or the whole
+/// object rather than reject the upload.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, ImageError> {
     header::probe(bytes, limits)
 }

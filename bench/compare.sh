@@ -21,6 +21,9 @@ command -v vipsthumbnail >/dev/null || need+=(libvips-tools)
 [[ -d /usr/share/wallpapers/Path ]] || need+=(plasma-workspace-wallpapers)
 [[ -d /usr/share/backgrounds/mate/nature ]] || need+=(mate-backgrounds)
 command -v taskset >/dev/null || need+=(util-linux)
+[[ -x /usr/bin/time ]] || need+=(time)
+command -v node >/dev/null || need+=(nodejs npm)
+python3 -c 'import venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"

@@ -21,7 +21,7 @@ fn texture() -> Vec<u8> {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            let n = (seed % 24) as f64 - 12.0;
+            let n = (seed % 7) as f64 - 3.0;
             let (fx, fy) = (x as f64 / W as f64, y as f64 / H as f64);
             let ring = (((fx - 0.4).powi(2) + (fy - 0.6).powi(2)).sqrt() * 60.0).sin() * 40.0;
             v.push((60.0 + 150.0 * fx + n).clamp(0.0, 255.0) as u8);

@@ -890,3 +890,29 @@ fn error_codes_and_permanence() {
         assert_eq!((e.code(), e.is_permanent()), (code, permanent));
     }
 }
+
+#[test]
+fn lossless_jpeg_decodes_without_shrink_on_load() {
+    // SOF3 (lossless) JPEGs cannot be DCT-scaled or decoded to YUV; they take the RGB path.
+    let rgb = quadrants(W * 4, H * 4);
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_lossless(true).unwrap();
+    let image = turbojpeg::Image {
+        pixels: &rgb[..],
+        width: W * 4,
+        pitch: W * 12,
+        height: H * 4,
+        format: PixelFormat::RGB,
+    };
+    let bytes = c.compress_to_vec(image).unwrap();
+    for fmt in ["jpeg", "png"] {
+        let o = run(&bytes, &[("width", "48"), ("format", fmt)]);
+        let img = decode_rgba(&o.bytes);
+        assert_eq!((img.1, img.2), (48, 32));
+        assert!(
+            close(px(&img, 36, 28), WHITE, 20),
+            "{fmt} {:?}",
+            px(&img, 36, 28)
+        );
+    }
+}

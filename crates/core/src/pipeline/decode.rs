@@ -147,7 +147,9 @@ pub fn jpeg(
 
     let pixels = match th.colorspace {
         Colorspace::YCbCr
-            if prefer_yuv && !matches!(th.subsamp, Subsamp::Unknown | Subsamp::Gray) =>
+            if prefer_yuv
+                && !th.is_lossless
+                && !matches!(th.subsamp, Subsamp::Unknown | Subsamp::Gray) =>
         {
             let (sx, sy) = th.subsamp.size();
             let layout = YuvImage {

@@ -69,6 +69,7 @@ pub struct Tables {
     client: aws_sdk_dynamodb::Client,
     names: TableNames,
     usage_shards: u32,
+    page_limit: Option<i32>,
 }
 
 impl Tables {
@@ -77,7 +78,15 @@ impl Tables {
             client,
             names,
             usage_shards,
+            page_limit: None,
         }
+    }
+
+    /// Caps the items per query page (DynamoDB's own cap is 1 MB). Tests use it to prove that
+    /// every page is followed.
+    pub fn with_page_limit(mut self, limit: i32) -> Self {
+        self.page_limit = Some(limit);
+        self
     }
 
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {
@@ -424,6 +433,7 @@ impl Tables {
                 .expression_attribute_values(":pk", s(&pk))
                 // Eventually consistent: half the read cost; the next run sees anything missed.
                 .consistent_read(false)
+                .set_limit(self.page_limit)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -526,6 +536,7 @@ impl Tables {
                 .table_name(&self.names.usage_rollups)
                 .key_condition_expression(key_condition)
                 .set_expression_attribute_values(Some(vals.clone()))
+                .set_limit(self.page_limit)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -595,6 +606,7 @@ impl Tables {
                 .client
                 .scan()
                 .table_name(table)
+                .set_limit(self.page_limit)
                 .set_exclusive_start_key(start.take());
             if let Some((expr, vals)) = &filter {
                 req = req

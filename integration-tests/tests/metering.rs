@@ -1,0 +1,424 @@
+//! Usage metering against the local stack: raw items from real jobs, the aggregator's rollups,
+//! the archive, `/v1/usage` and quotas. Time is the app's clock, set by the test: hours pass
+//! without sleeping.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+
+use common::*;
+use resizer_aws::{AppState, Clock};
+use resizer_core::job::JobId;
+use resizer_core::usage::{Granularity, HourKey, Outcome, Totals, UsageRecord};
+use time::{Duration, OffsetDateTime};
+
+/// A random hour between `lo` and `hi` hours ago.
+fn random_hour(lo: i64, hi: i64) -> OffsetDateTime {
+    let back = lo + (uuid::Uuid::new_v4().as_u128() % (hi - lo) as u128) as i64;
+    HourKey::of(OffsetDateTime::now_utc() - Duration::hours(back)).start()
+}
+
+/// A start hour for a test, 24 to 274 hours ago. Each aggregator run also archives the 24 hours
+/// before its late window, so these tests touch archive markers only 28 to 301 hours back, never
+/// where [`archive_test_hour`] lives.
+fn base_hour() -> OffsetDateTime {
+    random_hour(24, 274)
+}
+
+/// The archive test's hour: 330 to 800 hours ago (still inside the raw items' 35-day TTL).
+fn archive_test_hour() -> OffsetDateTime {
+    random_hour(330, 800)
+}
+
+async fn clocked(clock: &Clock) -> AppState {
+    state().await.with_clock(clock.clone())
+}
+
+/// Submits `n` PNG jobs of `w`×`h` for `key` at the clock's time; returns their ids.
+async fn submit_jobs(state: &AppState, key: &str, n: usize, w: u32, h: u32) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = call(
+            state,
+            Req::new("POST", "/v1/jobs")
+                .key(key)
+                .query(&format!("width={}", 8 + i))
+                .body("image/png", png(w, h)),
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.json);
+        ids.push(r.json["job_id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// What the rollup of `ids` must be, computed from the jobs themselves.
+async fn expected_totals(state: &AppState, ids: &[String]) -> Totals {
+    let mut t = Totals::default();
+    for id in ids {
+        let job = state
+            .tables
+            .get_job(&JobId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        t.jobs += 1;
+        t.bytes_in += job.input.bytes;
+        t.pixels_in += u64::from(job.input.width) * u64::from(job.input.height);
+        match &job.result {
+            Some(r) => {
+                t.done += 1;
+                t.bytes_out += r.bytes;
+                t.pixels_out += u64::from(r.width) * u64::from(r.height);
+            }
+            None => t.failed += 1,
+        }
+    }
+    t
+}
+
+/// Rollups compare without cpu_ms, which depends on the machine (it is checked to be summed
+/// separately below).
+fn without_cpu(mut t: Totals) -> Totals {
+    t.cpu_ms = 0;
+    t
+}
+
+async fn rollup(state: &AppState, customer: &str, period: &str) -> Option<Totals> {
+    state.tables.get_rollup(customer, period).await.unwrap()
+}
+
+#[tokio::test]
+async fn rollups_equal_the_jobs_exactly_across_customers_and_hours() {
+    let h0 = base_hour();
+    let clock = Clock::fixed(h0 + Duration::minutes(40));
+    let state = clocked(&clock).await;
+    let (alice, akey) = customer(&state, None).await;
+    let (bob, bkey) = customer(&state, None).await;
+
+    let a0 = submit_jobs(&state, &akey, 3, 64, 48).await;
+    let b0 = submit_jobs(&state, &bkey, 2, 32, 32).await;
+    clock.advance(Duration::minutes(30)); // the next hour
+    let a1 = submit_jobs(&state, &akey, 2, 40, 40).await;
+    let b1 = submit_jobs(&state, &bkey, 4, 20, 30).await;
+    let all: Vec<String> = [&a0, &b0, &a1, &b1]
+        .iter()
+        .flat_map(|v| v.iter().cloned())
+        .collect();
+    process_until_done(&state, &all).await;
+
+    clock.advance(Duration::minutes(5));
+    let report = resizer_aggregate::run(&state).await.unwrap();
+    assert!(report.hours_scanned >= 2);
+    assert!(report.items_read >= all.len() as u64);
+
+    let h0k = HourKey::of(h0);
+    let h1k = h0k.next();
+    for (c, ids0, ids1) in [(&alice, &a0, &a1), (&bob, &b0, &b1)] {
+        let e0 = expected_totals(&state, ids0).await;
+        let e1 = expected_totals(&state, ids1).await;
+        let r0 = rollup(&state, &c.customer_id, &format!("H#{h0k}"))
+            .await
+            .expect("hour rollup");
+        let r1 = rollup(&state, &c.customer_id, &format!("H#{h1k}"))
+            .await
+            .expect("hour rollup");
+        assert_eq!(without_cpu(r0), without_cpu(e0), "{} {h0k}", c.customer_id);
+        assert_eq!(without_cpu(r1), without_cpu(e1), "{} {h1k}", c.customer_id);
+        assert_eq!(r0.jobs, ids0.len() as u64);
+
+        // Days and months are the sums of their hours.
+        let mut day = Totals::default();
+        for (_, t) in state
+            .tables
+            .rollups_with_prefix(&c.customer_id, &format!("H#{}", &h0k.to_string()[..10]))
+            .await
+            .unwrap()
+        {
+            day.merge(&t);
+        }
+        let d = rollup(&state, &c.customer_id, &Granularity::Day.period_of(h0))
+            .await
+            .unwrap();
+        assert_eq!(d, day);
+        let m = rollup(&state, &c.customer_id, &Granularity::Month.period_of(h0))
+            .await
+            .unwrap();
+        assert!(m.jobs >= d.jobs);
+    }
+
+    // /v1/usage returns only the caller's own data.
+    let from = h0k
+        .start()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let to = (h1k.end())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let r = call(
+        &state,
+        Req::new("GET", "/v1/usage")
+            .key(&akey)
+            .query(&format!("granularity=hour&from={from}&to={to}")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let items = r.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(r.json["totals"]["jobs"], (a0.len() + a1.len()) as u64);
+    let mut expect_all = expected_totals(&state, &a0).await;
+    expect_all.merge(&expected_totals(&state, &a1).await);
+    assert_eq!(r.json["totals"]["bytes_in"], expect_all.bytes_in);
+    assert_eq!(r.json["totals"]["bytes_out"], expect_all.bytes_out);
+
+    // Re-running changes nothing (cpu_ms included).
+    let before = snapshot(&state, &[&alice.customer_id, &bob.customer_id]).await;
+    resizer_aggregate::run(&state).await.unwrap();
+    let (x, y) = tokio::join!(
+        resizer_aggregate::run(&state),
+        resizer_aggregate::run(&state)
+    );
+    x.unwrap();
+    y.unwrap();
+    assert_eq!(
+        snapshot(&state, &[&alice.customer_id, &bob.customer_id]).await,
+        before
+    );
+}
+
+async fn snapshot(state: &AppState, customers: &[&String]) -> BTreeMap<(String, String), Totals> {
+    let mut out = BTreeMap::new();
+    for c in customers {
+        for p in ["H#", "D#", "M#"] {
+            for (period, t) in state.tables.rollups_with_prefix(c, p).await.unwrap() {
+                out.insert(((*c).clone(), period), t);
+            }
+        }
+    }
+    out
+}
+
+fn raw(customer: &str, created: OffsetDateTime, bytes_in: u64, outcome: Outcome) -> UsageRecord {
+    UsageRecord {
+        customer_id: customer.to_owned(),
+        job_id: JobId::generate(),
+        outcome,
+        error_code: (outcome == Outcome::Failed).then(|| "invalid_image".into()),
+        bytes_in,
+        bytes_out: bytes_in / 10,
+        pixels_in: bytes_in * 3,
+        pixels_out: bytes_in / 3,
+        cpu_ms: 7,
+        wall_ms: 9,
+        format_in: Some(resizer_core::transform::Format::Jpeg),
+        format_out: (outcome == Outcome::Done).then_some(resizer_core::transform::Format::Webp),
+        job_created_at: created,
+        recorded_at: created + Duration::seconds(2),
+    }
+}
+
+#[tokio::test]
+async fn a_late_item_within_the_window_is_counted_on_the_next_run() {
+    let h0 = base_hour();
+    let clock = Clock::fixed(h0 + Duration::minutes(10));
+    let state = clocked(&clock).await;
+    let (c, _) = customer(&state, None).await;
+    state
+        .tables
+        .put_usage(&raw(
+            &c.customer_id,
+            h0 + Duration::minutes(1),
+            100,
+            Outcome::Done,
+        ))
+        .await
+        .unwrap();
+    clock.set(h0 + Duration::hours(2)); // h0 is 2 hours back: inside the 3-hour window
+    resizer_aggregate::run(&state).await.unwrap();
+    let period = format!("H#{}", HourKey::of(h0));
+    assert_eq!(
+        rollup(&state, &c.customer_id, &period).await.unwrap().jobs,
+        1
+    );
+
+    state
+        .tables
+        .put_usage(&raw(
+            &c.customer_id,
+            h0 + Duration::minutes(59),
+            50,
+            Outcome::Failed,
+        ))
+        .await
+        .unwrap();
+    resizer_aggregate::run(&state).await.unwrap();
+    let t = rollup(&state, &c.customer_id, &period).await.unwrap();
+    assert_eq!(
+        (t.jobs, t.done, t.failed, t.bytes_in, t.cpu_ms),
+        (2, 1, 1, 150, 14)
+    );
+}
+
+#[tokio::test]
+async fn a_closed_hour_is_archived_once_and_completely() {
+    let h0 = archive_test_hour();
+    let hour = HourKey::of(h0);
+    let clock = Clock::fixed(h0 + Duration::minutes(30));
+    // One shard and tiny pages: the aggregator must follow every page.
+    let state = state_with(|cfg| cfg.usage_shards = 1)
+        .await
+        .with_clock(clock.clone());
+    let state = AppState {
+        tables: state.tables.clone().with_page_limit(7),
+        ..state
+    };
+    let (alice, _) = customer(&state, None).await;
+    let (bob, _) = customer(&state, None).await;
+    let mut mine = Vec::new();
+    for i in 0..40u64 {
+        let r = raw(
+            &alice.customer_id,
+            h0 + Duration::seconds(i as i64 * 60),
+            1000 + i,
+            Outcome::Done,
+        );
+        state.tables.put_usage(&r).await.unwrap();
+        mine.push(r);
+    }
+    for i in 0..5u64 {
+        state
+            .tables
+            .put_usage(&raw(
+                &bob.customer_id,
+                h0 + Duration::minutes(3),
+                10 + i,
+                Outcome::Done,
+            ))
+            .await
+            .unwrap();
+    }
+    // Earlier runs against this stack may have archived nearby hours: start from a clean band.
+    for back in -30..=30 {
+        delete_marker(
+            &state,
+            if back < 0 {
+                hour.prev(-back)
+            } else {
+                hour_after(hour, back)
+            },
+        )
+        .await;
+    }
+    // Aggregated while open: a rollup, no archive.
+    resizer_aggregate::run(&state).await.unwrap();
+    assert_eq!(
+        rollup(&state, &alice.customer_id, &format!("H#{hour}"))
+            .await
+            .unwrap()
+            .jobs,
+        40
+    );
+    assert!(
+        state
+            .tables
+            .get_archive_marker(hour)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Past the late window (3 hours): archived.
+    clock.set(hour.end() + Duration::hours(3) + Duration::minutes(1));
+    let report = resizer_aggregate::run(&state).await.unwrap();
+    assert!(
+        report.hours_archived.contains(&hour.to_string()),
+        "{report:?}"
+    );
+    let marker = state
+        .tables
+        .get_archive_marker(hour)
+        .await
+        .unwrap()
+        .expect("marker");
+    assert!(marker.records >= 45);
+
+    let key = hour.archive_key(&alice.customer_id);
+    let first = state
+        .s3
+        .get(&state.config.results_bucket, &key, 10 << 20)
+        .await
+        .unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&first[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<UsageRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), mine.len(), "one line per raw item");
+    mine.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    assert_eq!(lines, mine, "exactly this customer's raw records");
+
+    // Once: the next run leaves it alone.
+    let again = resizer_aggregate::run(&state).await.unwrap();
+    assert!(!again.hours_archived.contains(&hour.to_string()));
+    // A forced re-run (marker gone) writes byte-identical content.
+    delete_marker(&state, hour).await;
+    resizer_aggregate::run(&state).await.unwrap();
+    let second = state
+        .s3
+        .get(&state.config.results_bucket, &key, 10 << 20)
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+}
+
+fn hour_after(h: HourKey, n: i64) -> HourKey {
+    (0..n).fold(h, |h, _| h.next())
+}
+
+async fn delete_marker(state: &AppState, hour: HourKey) {
+    state
+        .tables
+        .client()
+        .delete_item()
+        .table_name(&state.config.usage_rollups_table)
+        .key(
+            "customer_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(
+                resizer_aws::dynamo::ARCHIVE_MARKER_PK.into(),
+            ),
+        )
+        .key(
+            "period",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("H#{hour}")),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_customer_over_quota_is_refused_after_aggregation() {
+    let h0 = base_hour();
+    let clock = Clock::fixed(h0 + Duration::minutes(5));
+    let state = state_with(|c| c.auth_cache_ttl = std::time::Duration::ZERO)
+        .await
+        .with_clock(clock.clone());
+    let (_, key) = customer(&state, Some(2)).await;
+    let ids = submit_jobs(&state, &key, 2, 16, 16).await;
+    process_until_done(&state, &ids).await;
+    // Eventually consistent: accepted until the aggregator has counted the month.
+    resizer_aggregate::run(&state).await.unwrap();
+    let r = call(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .query("width=4")
+            .body("image/png", png(8, 8)),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (429, "quota_exceeded"), "{}", r.json);
+}

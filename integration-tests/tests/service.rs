@@ -1,0 +1,473 @@
+//! The data plane against the local stack: the api and resize handlers called with real event
+//! shapes, talking to real S3, SQS and DynamoDB.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use resizer_core::job::{JobId, JobStatus};
+use resizer_core::usage::{HourKey, raw_pk, shard_for};
+use serde_json::json;
+
+async fn submit(
+    state: &resizer_aws::AppState,
+    key: &str,
+    query: &str,
+    body: Vec<u8>,
+    ct: &str,
+) -> Resp {
+    call(
+        state,
+        Req::new("POST", "/v1/jobs")
+            .key(key)
+            .query(query)
+            .body(ct, body),
+    )
+    .await
+}
+
+fn job_id(r: &Resp) -> String {
+    r.json["job_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no job_id in {}", r.json))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn jpeg_job_finishes_done_and_its_url_downloads_the_expected_dimensions() {
+    let state = state().await;
+    let (_, key) = customer(&state, None).await;
+    let r = submit(&state, &key, "width=200", jpeg(640, 480), "image/jpeg").await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    assert_eq!(r.json["status"], "queued");
+    assert_eq!(
+        r.json["input"],
+        json!({"format": "jpeg", "width": 640, "height": 480, "bytes": r.json["input"]["bytes"]})
+    );
+    let id = job_id(&r);
+    assert_eq!(r.headers["location"], format!("/v1/jobs/{id}"));
+    process_until_done(&state, std::slice::from_ref(&id)).await;
+
+    let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["status"], "done", "{}", r.json);
+    let result = &r.json["result"];
+    assert_eq!(
+        (result["width"].as_u64(), result["height"].as_u64()),
+        (Some(200), Some(150))
+    );
+    let bytes = download(result["url"].as_str().unwrap()).await;
+    assert_eq!(bytes.len() as u64, result["bytes"].as_u64().unwrap());
+    assert_eq!(dimensions(&bytes), ("jpeg".into(), 200, 150));
+
+    // The inline staging object is gone once the job is done.
+    let job = state
+        .tables
+        .get_job(&JobId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let staged = state
+        .s3
+        .head(&state.config.staging_bucket, &job.staging_key)
+        .await;
+    assert!(staged.unwrap_err().is_not_found());
+    // Each read signs a fresh URL.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
+    assert_ne!(again.json["result"]["url"], result["url"]);
+}
+
+#[tokio::test]
+async fn a_corrupt_image_ends_failed_with_invalid_image() {
+    let state = state().await;
+    let (_, key) = customer(&state, None).await;
+    // A real JPEG header (so the api accepts it) followed by garbage scan data.
+    // A real JPEG header and end marker (so the api accepts it), with garbage scan data between.
+    let mut bytes = jpeg(320, 240);
+    let sos = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let end = bytes.len() - 2;
+    for b in &mut bytes[sos + 20..end] {
+        *b = 0xA5;
+    }
+    let r = submit(&state, &key, "width=100", bytes, "image/jpeg").await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let id = job_id(&r);
+    process_until_done(&state, std::slice::from_ref(&id)).await;
+    let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
+    assert_eq!(r.json["status"], "failed", "{}", r.json);
+    assert_eq!(r.json["error"]["code"], "invalid_image", "{}", r.json);
+    assert!(r.json.get("result").is_none());
+}
+
+#[tokio::test]
+async fn the_same_message_delivered_twice_gives_one_result_and_one_usage_item() {
+    let state = state().await;
+    let (customer, key) = customer(&state, None).await;
+    let r = submit(
+        &state,
+        &key,
+        "width=64&format=png",
+        jpeg(256, 256),
+        "image/jpeg",
+    )
+    .await;
+    let id = job_id(&r);
+    let jid = JobId::parse(&id).unwrap();
+    // First delivery: through the real queue.
+    process_until_done(&state, std::slice::from_ref(&id)).await;
+    let job = state.tables.get_job(&jid).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Done);
+    assert_eq!(job.attempts, 1);
+
+    // Second delivery of the same message (SQS is at-least-once).
+    let (_, info) = stack().await;
+    let mut event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(include_str!("fixtures/sqs-event.json")).unwrap();
+    event.records[0].event_source_arn = Some(info.outputs["JobsQueueArn"].clone());
+    event.records[0].body = Some(
+        json!({"job_id": id, "customer_id": customer.customer_id, "enqueued_at_ms": 0}).to_string(),
+    );
+    let second = resizer_resize::handler(
+        &state,
+        lambda_runtime::LambdaEvent::new(event, Default::default()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        second.batch_item_failures.is_empty(),
+        "a duplicate is consumed, not retried"
+    );
+    let after = state.tables.get_job(&jid).await.unwrap().unwrap();
+    assert_eq!(after.attempts, 1, "the duplicate did no work");
+    assert_eq!(after.updated_at, job.updated_at);
+
+    let results = state
+        .s3
+        .client()
+        .list_objects_v2()
+        .bucket(&state.config.results_bucket)
+        .prefix(format!("results/{}/", customer.customer_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(results.key_count(), Some(1));
+
+    let pk = raw_pk(
+        &HourKey::of(job.created_at),
+        shard_for(&jid, state.config.usage_shards),
+    );
+    let items = state
+        .tables
+        .client()
+        .query()
+        .table_name(&state.config.usage_table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+        .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("{}#", customer.customer_id)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(items.count(), 1, "exactly one usage item");
+}
+
+#[tokio::test]
+async fn a_malformed_message_never_fails_the_rest_of_its_batch() {
+    let state = state().await;
+    let (_, key) = customer(&state, None).await;
+    let r = submit(&state, &key, "width=32", png(64, 64), "image/png").await;
+    let id = job_id(&r);
+    let (_, info) = stack().await;
+    let arn = info.outputs["JobsQueueArn"].clone();
+    let mut event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(include_str!("fixtures/sqs-event.json")).unwrap();
+    event.records[0].body = Some("{not json".into());
+    event.records[0].event_source_arn = Some(arn.clone());
+    let mut good = event.records[0].clone();
+    good.message_id = Some("good-1".into());
+    let job = state
+        .tables
+        .get_job(&JobId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    good.body = Some(
+        json!({"job_id": id, "customer_id": job.customer_id, "enqueued_at_ms": 0}).to_string(),
+    );
+    event.records.push(good);
+    let resp = resizer_resize::handler(
+        &state,
+        lambda_runtime::LambdaEvent::new(event, Default::default()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        resp.batch_item_failures.is_empty(),
+        "{:?}",
+        resp.batch_item_failures
+    );
+    let job = state
+        .tables
+        .get_job(&JobId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Done);
+}
+
+#[tokio::test]
+async fn a_dead_lettered_job_ends_failed_with_internal_error() {
+    // The redrive itself (3 receives, then the DLQ) is proven in stack.rs. Here: what the DLQ
+    // event source does with the message. The job is enqueued on the DLQ directly, as the
+    // redrive would leave it, so no other test's drainer can finish it first.
+    let (_, info) = stack().await;
+    let dlq_url = dlq_url(&info);
+    let dlq_arn = info.outputs["JobsDlqArn"].clone();
+    let dlq_state = state_with(|c| c.jobs_queue_url = dlq_url.clone()).await;
+    let (_, key) = customer(&dlq_state, None).await;
+    let r = submit(&dlq_state, &key, "width=32", png(64, 64), "image/png").await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let id = job_id(&r);
+    let state = state_with(|c| c.jobs_dlq_arn = Some(dlq_arn.clone())).await;
+    process_dlq_message(&state, &dlq_url, &dlq_arn, &id).await;
+    let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
+    assert_eq!(r.json["status"], "failed", "{}", r.json);
+    assert_eq!(r.json["error"]["code"], "internal_error");
+    // A second copy is consumed without touching the finished job.
+    let job = state
+        .tables
+        .get_job(&JobId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    state
+        .queue
+        .client()
+        .send_message()
+        .queue_url(&dlq_url)
+        .message_body(
+            json!({"job_id": id, "customer_id": job.customer_id, "enqueued_at_ms": 0}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    process_dlq_message(&state, &dlq_url, &dlq_arn, &id).await;
+    let again = state.tables.get_job(&job.job_id).await.unwrap().unwrap();
+    assert_eq!(again.updated_at, job.updated_at);
+}
+
+/// Receives from the DLQ until the message of `job_id` is seen, hands it to the resize handler as
+/// the DLQ event source would, and puts every other message back untouched.
+async fn process_dlq_message(state: &resizer_aws::AppState, url: &str, arn: &str, job_id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the DLQ message never arrived"
+        );
+        let mut ev = receive_event(state, url, arn, 10, 1).await;
+        let (mine, others): (Vec<_>, Vec<_>) = ev
+            .records
+            .drain(..)
+            .partition(|r| r.body.as_deref().unwrap_or_default().contains(job_id));
+        for o in others {
+            state
+                .queue
+                .release(url, o.receipt_handle.as_deref().unwrap(), 0)
+                .await
+                .unwrap();
+        }
+        if !mine.is_empty() {
+            ev.records = mine;
+            let resp = run_resize(state, url, ev).await;
+            assert!(resp.batch_item_failures.is_empty());
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_key_revoked_through_the_cli_is_refused_once_the_cache_ttl_has_passed() {
+    let state = state_with(|c| c.auth_cache_ttl = Duration::from_secs(1)).await;
+    let (_, key) = customer(&state, None).await;
+    let ok = call(&state, Req::new("GET", "/v1/usage").key(&key)).await;
+    assert_eq!(ok.status, 200, "{}", ok.json);
+    let key_id = key.split('_').nth(1).unwrap();
+    let out = std::process::Command::new(resizer_bin())
+        .args(["admin", "key", "revoke", key_id])
+        .output()
+        .expect("run the resizer CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = call(&state, Req::new("GET", "/v1/usage").key(&key)).await;
+    assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.json);
+}
+
+#[tokio::test]
+async fn another_customers_job_is_404() {
+    let state = state().await;
+    let (_, alice) = customer(&state, None).await;
+    let (_, bob) = customer(&state, None).await;
+    let r = submit(&state, &alice, "width=10", png(20, 20), "image/png").await;
+    let id = job_id(&r);
+    let theirs = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&bob)).await;
+    let unknown = call(
+        &state,
+        Req::new("GET", &format!("/v1/jobs/{}", JobId::generate())).key(&bob),
+    )
+    .await;
+    assert_eq!((theirs.status, theirs.code()), (404, "not_found"));
+    // Indistinguishable from a job that does not exist.
+    assert_eq!(
+        theirs.json["error"]["message"],
+        unknown.json["error"]["message"]
+    );
+    let mine = call(
+        &state,
+        Req::new("GET", &format!("/v1/jobs/{id}")).key(&alice),
+    )
+    .await;
+    assert_eq!(mine.status, 200);
+    process_until_done(&state, &[id]).await;
+}
+
+#[tokio::test]
+async fn large_images_go_through_a_presigned_upload() {
+    let state = state_with(|c| {
+        c.max_inline_bytes = 50_000;
+        c.max_upload_bytes = 3_000_000;
+    })
+    .await;
+    let (_, key) = customer(&state, None).await;
+    let big = noisy_png(400, 300);
+    assert!(
+        big.len() > 50_000,
+        "the fixture must exceed the inline limit"
+    );
+    let r = submit(&state, &key, "width=300", big.clone(), "image/png").await;
+    assert_eq!((r.status, r.code()), (413, "payload_too_large"));
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/uploads")
+    );
+
+    let up = call(&state, Req::new("POST", "/v1/uploads").key(&key)).await;
+    assert_eq!(up.status, 201, "{}", up.json);
+    assert_eq!(up.json["method"], "PUT");
+    assert_eq!(up.json["max_bytes"], 3_000_000);
+    let big_len = big.len();
+    let put = reqwest::Client::new()
+        .put(up.json["url"].as_str().unwrap())
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    let upload_id = up.json["upload_id"].as_str().unwrap();
+    let r = call(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .json(json!({"upload_id": upload_id, "width": 300, "format": "webp"})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let id = job_id(&r);
+    process_until_done(&state, std::slice::from_ref(&id)).await;
+    let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
+    assert_eq!(r.json["status"], "done", "{}", r.json);
+    let bytes = download(r.json["result"]["url"].as_str().unwrap()).await;
+    assert_eq!(dimensions(&bytes), ("webp".into(), 300, 225));
+    assert_eq!(r.json["input"]["bytes"], big_len as u64);
+
+    // Another customer cannot use this upload id: it names their own (empty) prefix.
+    let (_, other) = customer(&state, None).await;
+    let r = call(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&other)
+            .json(json!({"upload_id": upload_id, "width": 10})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "invalid_parameter"),
+        "{}",
+        r.json
+    );
+
+    // An upload over the limit is refused before any job exists.
+    let up = call(&state, Req::new("POST", "/v1/uploads").key(&key)).await;
+    let put = reqwest::Client::new()
+        .put(up.json["url"].as_str().unwrap())
+        .body(vec![0u8; 3_000_001])
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let r = call(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .json(json!({"upload_id": up.json["upload_id"], "width": 10})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (413, "payload_too_large"),
+        "{}",
+        r.json
+    );
+}
+
+#[tokio::test]
+async fn wait_returns_the_finished_job_or_202() {
+    // A job nobody can process (enqueued on the DLQ, which no drainer here consumes): 202.
+    let (_, info) = stack().await;
+    let dlq_url = dlq_url(&info);
+    let dlq_arn = info.outputs["JobsDlqArn"].clone();
+    let stuck = state_with(|c| c.jobs_queue_url = dlq_url.clone()).await;
+    let (_, key) = customer(&stuck, None).await;
+    let started = std::time::Instant::now();
+    let r = submit(&stuck, &key, "width=16&wait=1", png(32, 32), "image/png").await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    assert_eq!(r.json["status"], "queued");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let cleanup = state_with(|c| c.jobs_dlq_arn = Some(dlq_arn.clone())).await;
+    process_dlq_message(&cleanup, &dlq_url, &dlq_arn, &job_id(&r)).await;
+
+    // With the queue drained beside it, the same call answers 200 with the finished job.
+    let state = state().await;
+    let drainer = Drainer::start(&state).await;
+    let r = submit(&state, &key, "width=16&wait=20", png(32, 32), "image/png").await;
+    drainer.stop().await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["status"], "done", "{}", r.json);
+    assert!(r.json["result"]["url"].is_string());
+}
+
+fn resizer_bin() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("RESIZER_BIN") {
+        return p.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let p = target.join("debug/resizer");
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build -p resizer-cli` (make test does)",
+        p.display()
+    );
+    p
+}

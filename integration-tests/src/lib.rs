@@ -113,7 +113,9 @@ impl TestEnv {
 
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
         if sdk.region().is_none() {
-            return Err(Error::msg(format!("no AWS region is set (AWS_REGION). {HOW_TO_RUN}")));
+            return Err(Error::msg(format!(
+                "no AWS region is set (AWS_REGION). {HOW_TO_RUN}"
+            )));
         }
         let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(s3_endpoint_overridden(&sdk))
@@ -164,7 +166,12 @@ impl TestEnv {
         let parameters = stack
             .parameters()
             .iter()
-            .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value()?.to_owned())))
+            .filter_map(|p| {
+                Some((
+                    p.parameter_key()?.to_owned(),
+                    p.parameter_value()?.to_owned(),
+                ))
+            })
             .collect();
         Ok(Stack {
             name: name.to_owned(),

@@ -2,8 +2,9 @@
 //!
 //! Run with `make test`. The HTTP API is left out: community LocalStack reports it created but does
 //! not create it (the local gateway stands in for it, and cfn-lint checks it statically).
-//! The SQS test uses the stack's real jobs queue, so nothing else should consume it meanwhile
-//! (the local stack's event source mappings are disabled).
+//! The SQS test uses the stack's real queues, so nothing else may consume them meanwhile: the
+//! local stack's event source mappings are disabled, and no `resizer dev` may run against the same
+//! stack while these tests do (cargo runs the test binaries one after the other).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -92,26 +93,50 @@ async fn buckets_exist_private_and_encrypted() -> Result<()> {
     Ok(())
 }
 
+/// A table of the template: the output naming it, its key schema (all string keys) and TTL attribute.
+struct TableSpec {
+    output: &'static str,
+    keys: &'static [(&'static str, KeyType)],
+    ttl: Option<&'static str>,
+}
+
+impl TableSpec {
+    fn new(
+        output: &'static str,
+        keys: &'static [(&'static str, KeyType)],
+        ttl: Option<&'static str>,
+    ) -> Self {
+        TableSpec { output, keys, ttl }
+    }
+}
+
 #[tokio::test]
 async fn tables_have_the_template_key_schemas_and_ttl() -> Result<()> {
     let env = TestEnv::load().await?;
-    // (output, [(attribute, key type)], TTL attribute)
-    let expected: [(&str, &[(&str, KeyType)], Option<&str>); 5] = [
-        ("JobsTableName", &[("job_id", KeyType::Hash)], Some("expires_at")),
-        ("ApiKeysTableName", &[("key_id", KeyType::Hash)], None),
-        ("CustomersTableName", &[("customer_id", KeyType::Hash)], None),
-        (
+    let expected = [
+        TableSpec::new(
+            "JobsTableName",
+            &[("job_id", KeyType::Hash)],
+            Some("expires_at"),
+        ),
+        TableSpec::new("ApiKeysTableName", &[("key_id", KeyType::Hash)], None),
+        TableSpec::new(
+            "CustomersTableName",
+            &[("customer_id", KeyType::Hash)],
+            None,
+        ),
+        TableSpec::new(
             "UsageTableName",
             &[("pk", KeyType::Hash), ("sk", KeyType::Range)],
             Some("expires_at"),
         ),
-        (
+        TableSpec::new(
             "UsageRollupsTableName",
             &[("customer_id", KeyType::Hash), ("period", KeyType::Range)],
             None,
         ),
     ];
-    for (output, keys, ttl) in expected {
+    for TableSpec { output, keys, ttl } in expected {
         let table_name = env.stack.output(output)?;
         let described = env
             .dynamodb
@@ -205,7 +230,8 @@ async fn jobs_queue_redrives_to_the_dlq_and_outlasts_the_resize_timeout() -> Res
         env.stack.output("JobsQueueArn")?
     );
 
-    let redrive: serde_json::Value = serde_json::from_str(&get(QueueAttributeName::RedrivePolicy)?)?;
+    let redrive: serde_json::Value =
+        serde_json::from_str(&get(QueueAttributeName::RedrivePolicy)?)?;
     assert_eq!(
         redrive["deadLetterTargetArn"].as_str(),
         Some(env.stack.output("JobsDlqArn")?),
@@ -348,7 +374,10 @@ async fn resize_consumes_both_queues_one_message_at_a_time() -> Result<()> {
         if triggers_enabled {
             assert!(matches!(state, "Enabled" | "Enabling"), "{source}: {state}");
         } else {
-            assert!(matches!(state, "Disabled" | "Disabling"), "{source}: {state}");
+            assert!(
+                matches!(state, "Disabled" | "Disabling"),
+                "{source}: {state}"
+            );
         }
     }
     Ok(())
@@ -371,10 +400,18 @@ async fn an_object_put_in_staging_reads_back() -> Result<()> {
         .await?;
     let object = env.s3.get_object().bucket(bucket).key(&key).send().await?;
     let read = object.body.collect().await?.into_bytes();
-    env.s3.delete_object().bucket(bucket).key(&key).send().await?;
+    env.s3
+        .delete_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await?;
 
     assert_eq!(read.len(), body.len());
-    assert!(read.as_ref() == body.as_slice(), "the object reads back unchanged");
+    assert!(
+        read.as_ref() == body.as_slice(),
+        "the object reads back unchanged"
+    );
     Ok(())
 }
 
@@ -403,7 +440,12 @@ async fn a_presigned_get_url_downloads_with_a_plain_http_client() -> Result<()> 
     let response = reqwest::get(presigned.uri()).await?;
     let status = response.status();
     let downloaded = response.bytes().await?;
-    env.s3.delete_object().bucket(bucket).key(&key).send().await?;
+    env.s3
+        .delete_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await?;
 
     assert_eq!(status, reqwest::StatusCode::OK, "GET {}", presigned.uri());
     assert!(
@@ -482,16 +524,13 @@ async fn receive_ours(
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await?;
-        if let Some(message) = received
-            .messages()
-            .iter()
-            .find(|m| m.body() == Some(body))
-        {
+        if let Some(message) = received.messages().iter().find(|m| m.body() == Some(body)) {
             return Ok(message.clone());
         }
     }
     Err(Error::msg(format!(
-        "message {body} not received from {queue} within {within:?}"
+        "message {body} not received from {queue} within {within:?} \
+         (is something else, such as `resizer dev`, consuming this stack's queues?)"
     )))
 }
 
@@ -522,10 +561,7 @@ async fn the_jobs_table_refuses_a_backward_state_change() -> Result<()> {
             .into_service_error()
             .is_conditional_check_failed_exception(),
     };
-    assert!(
-        refused,
-        "done -> processing must fail its condition check"
-    );
+    assert!(refused, "done -> processing must fail its condition check");
 
     let item = env
         .dynamodb
@@ -549,8 +585,14 @@ async fn the_jobs_table_refuses_a_backward_state_change() -> Result<()> {
         .put_item()
         .table_name(table)
         .item("job_id", fresh.clone())
-        .item("status", AttributeValue::S(JobStatus::Queued.as_str().into()))
-        .item("expires_at", AttributeValue::N((now_epoch() + 3600).to_string()))
+        .item(
+            "status",
+            AttributeValue::S(JobStatus::Queued.as_str().into()),
+        )
+        .item(
+            "expires_at",
+            AttributeValue::N((now_epoch() + 3600).to_string()),
+        )
         .condition_expression("attribute_not_exists(job_id)")
         .send()
         .await?;

@@ -317,6 +317,9 @@ mod tests {
         let id = generate_upload_id();
         assert_eq!(parse_upload_id(&id), Some(id.clone()));
         assert_eq!(parse_upload_id("../../x"), None);
-        assert_eq!(staging_key_upload("cus_a", &id), format!("uploads/cus_a/{id}"));
+        assert_eq!(
+            staging_key_upload("cus_a", &id),
+            format!("uploads/cus_a/{id}")
+        );
     }
 }

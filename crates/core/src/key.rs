@@ -177,9 +177,7 @@ pub fn is_customer_id(s: &str) -> bool {
     s.strip_prefix("cus_").is_some_and(|rest| {
         !rest.is_empty()
             && rest.len() <= 64
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     })
 }
 
@@ -212,8 +210,8 @@ mod tests {
 
     #[test]
     fn hash_is_sha256_of_the_secret() {
-        let key = ApiKey::parse("rsz_0123456789abcdef_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn")
-            .unwrap();
+        let key =
+            ApiKey::parse("rsz_0123456789abcdef_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn").unwrap();
         assert_eq!(key.key_id(), "0123456789abcdef");
         assert_eq!(
             key.secret_hash(),

@@ -499,7 +499,12 @@ mod tests {
 
     #[test]
     fn keys() {
-        let r = record("cus_a", datetime!(2026-11-25 13:59:59 UTC), Outcome::Done, 1);
+        let r = record(
+            "cus_a",
+            datetime!(2026-11-25 13:59:59 UTC),
+            Outcome::Done,
+            1,
+        );
         assert_eq!(r.hour().to_string(), "2026-11-25T13");
         let pk = r.pk(16);
         assert!(pk.starts_with("H#2026-11-25T13#"), "{pk}");
@@ -526,7 +531,10 @@ mod tests {
         for _ in 0..16_000 {
             counts[shard_for(&JobId::generate(), 16) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
         assert_eq!(shard_for(&JobId::generate(), 1), 0);
     }
 
@@ -537,13 +545,23 @@ mod tests {
         assert_eq!(h.prev(24).to_string(), "2026-12-30T23");
         assert_eq!(
             h.periods(),
-            ["H#2026-12-31T23".to_string(), "D#2026-12-31".into(), "M#2026-12".into()]
+            [
+                "H#2026-12-31T23".to_string(),
+                "D#2026-12-31".into(),
+                "M#2026-12".into()
+            ]
         );
         assert_eq!(
             h.archive_key("cus_x"),
             "usage-archive/customer=cus_x/date=2026-12-31/hour=23.jsonl.gz"
         );
-        for bad in ["2026-12-31", "2026-12-31T24", "2026-12-31T1", "2026-13-01T00", "x"] {
+        for bad in [
+            "2026-12-31",
+            "2026-12-31T24",
+            "2026-12-31T1",
+            "2026-13-01T00",
+            "x",
+        ] {
             assert!(HourKey::parse(bad).is_none(), "{bad}");
         }
     }
@@ -601,8 +619,8 @@ mod tests {
             ("H#2026-11-25T10".to_string(), "H#2026-11-25T11".to_string())
         );
 
-        let r = UsageRange::parse(Some("2025-12-15"), Some("2026-02-01"), Some("month"), now)
-            .unwrap();
+        let r =
+            UsageRange::parse(Some("2025-12-15"), Some("2026-02-01"), Some("month"), now).unwrap();
         assert_eq!(
             r.sort_key_bounds(),
             ("M#2025-12".to_string(), "M#2026-01".to_string())
@@ -613,11 +631,18 @@ mod tests {
         };
         assert_eq!(err(None, None, Some("week")).param, "granularity");
         assert_eq!(err(Some("yesterday"), None, None).param, "from");
-        assert_eq!(err(Some("2026-11-20"), Some("2026-11-10"), None).param, "to");
+        assert_eq!(
+            err(Some("2026-11-20"), Some("2026-11-10"), None).param,
+            "to"
+        );
         let e = err(Some("2026-10-01"), Some("2026-11-01"), Some("hour"));
         assert!(e.message.contains("168 hours (7 days)"), "{}", e.message);
-        assert!(UsageRange::parse(Some("2026-11-01"), Some("2026-11-08"), Some("hour"), now).is_ok());
-        assert!(UsageRange::parse(Some("2020-01-01"), Some("2026-11-08"), Some("month"), now).is_err());
+        assert!(
+            UsageRange::parse(Some("2026-11-01"), Some("2026-11-08"), Some("hour"), now).is_ok()
+        );
+        assert!(
+            UsageRange::parse(Some("2020-01-01"), Some("2026-11-08"), Some("month"), now).is_err()
+        );
     }
 
     #[test]

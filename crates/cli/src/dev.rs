@@ -536,17 +536,58 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 fn print_quickstart(args: &DevArgs, demo: &Demo) {
     let base = format!("http://{}", args.listen);
-    println!(
-        "\nResizer is serving on {base} (demo customer {}).\n\n\
-         Resize a photo (any JPEG, PNG, WebP or GIF):\n\n  \
+    let sample = args.state_dir.join("sample.jpg");
+    if !sample.exists()
+        && let Err(e) = std::fs::write(&sample, sample_photo())
+    {
+        tracing::warn!(error = %e, "could not write the sample image");
+    }
+    let text = format!(
+        "Resizer is serving on {base} (demo customer {customer}).\n\n\
+         Resize an image (the sample below, or any JPEG, PNG, WebP or GIF of yours):\n\n  \
          curl -sS -X POST '{base}/v1/jobs?width=400&format=webp&wait=10' \\\n    \
-         -H 'Authorization: Bearer {}' \\\n    \
-         -H 'Content-Type: image/jpeg' --data-binary @photo.jpg\n\n\
-         The answer's result.url downloads the resized image. The key is also in {}.\n",
-        demo.customer_id,
-        demo.api_key,
-        args.state_dir.join("api-key").display()
+         -H 'Authorization: Bearer {key}' \\\n    \
+         -H 'Content-Type: image/jpeg' --data-binary @{sample}\n\n\
+         The answer's result.url downloads the resized image. Or with the CLI:\n\n  \
+         export RESIZER_API_KEY={key}\n  \
+         .local/bin/resizer resize {sample} --width 400 -o thumb.jpg\n",
+        customer = demo.customer_id,
+        key = demo.api_key,
+        sample = sample.display(),
     );
+    println!("\n{text}");
+    if let Err(e) = std::fs::write(args.state_dir.join("quickstart.txt"), &text) {
+        tracing::warn!(error = %e, "could not write quickstart.txt");
+    }
+}
+
+/// A 1600x1067 landscape-like JPEG (sky, sun, hills, texture), so the quickstart works without a
+/// photo at hand.
+fn sample_photo() -> Vec<u8> {
+    let (w, h) = (1600u32, 1067u32);
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let noise = (seed % 17) as f32 - 8.0;
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let hill = 0.62 + 0.08 * (fx * 9.0).sin() + 0.04 * (fx * 23.0 + 1.0).sin();
+        let (dx, dy) = (fx - 0.72, fy - 0.25);
+        let sun = (dx * dx + dy * dy * 2.0).sqrt() < 0.06;
+        let rgb = if sun {
+            [255.0, 236.0, 170.0]
+        } else if fy > hill {
+            let d = (fy - hill) * 2.0;
+            [40.0 + 60.0 * d, 110.0 - 40.0 * d, 40.0 + 10.0 * d]
+        } else {
+            [90.0 + 120.0 * fy, 150.0 + 80.0 * fy, 235.0 - 20.0 * fy]
+        };
+        image::Rgb(rgb.map(|c| (c + noise).clamp(0.0, 255.0) as u8))
+    });
+    let mut out = Vec::new();
+    let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 88).encode_image(&img);
+    out
 }
 
 #[cfg(test)]

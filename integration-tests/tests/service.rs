@@ -471,3 +471,42 @@ fn resizer_bin() -> std::path::PathBuf {
     );
     p
 }
+
+#[tokio::test]
+async fn handlers_emit_embedded_metric_format_lines() {
+    let (metrics, lines) = resizer_aws::metrics::Metrics::memory();
+    let state = state().await.with_metrics(metrics);
+    let (_, key) = customer(&state, None).await;
+    let r = submit(
+        &state,
+        &key,
+        "width=20&format=webp",
+        png(40, 40),
+        "image/png",
+    )
+    .await;
+    let id = job_id(&r);
+    let bad = submit(&state, &key, "width=0", png(40, 40), "image/png").await;
+    assert_eq!(bad.status, 400);
+    process_until_done(&state, &[id]).await;
+    resizer_aggregate::run(&state).await.unwrap();
+    let lines = lines.lock().unwrap().clone();
+    let has = |metric: &str, dim: Option<(&str, &str)>| {
+        lines.iter().any(|l| {
+            l.get(metric).is_some_and(|v| v.is_number())
+                && dim.is_none_or(|(k, v)| l[k] == v)
+                && l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Resizer"
+        })
+    };
+    assert!(has("Requests", Some(("Status", "202"))), "{lines:?}");
+    assert!(has("Requests", Some(("Status", "400"))));
+    assert!(has("Latency", None));
+    assert!(has("Conversions", Some(("Format", "webp"))));
+    assert!(has("ConversionCpuMs", None));
+    assert!(has("BytesIn", None) && has("BytesOut", None));
+    assert!(has("QueueWaitMs", None));
+    assert!(has("UsageItemsRead", None));
+    // Never an image byte or a key in a metric line.
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(!text.contains(&key[4..]));
+}

@@ -18,6 +18,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use lambda_runtime::LambdaEvent;
 use resizer_aws::dynamo::ArchiveMarker;
+use resizer_aws::metrics::Unit;
 use resizer_aws::{AppState, StoreError};
 use resizer_core::usage::{HourKey, Totals, UsageRecord, archive_lines, sum_by_customer};
 use serde::Serialize;
@@ -106,6 +107,23 @@ pub async fn run(state: &AppState) -> Result<Report, StoreError> {
     }
     report.customers_updated = days.iter().map(|(c, _)| c).collect::<BTreeSet<_>>().len() as u64;
     report.duration_ms = started.elapsed().as_millis() as u64;
+    state.metrics.emit(
+        &[],
+        &[
+            (
+                "AggregationMs",
+                Unit::Milliseconds,
+                report.duration_ms as f64,
+            ),
+            ("UsageItemsRead", Unit::Count, report.items_read as f64),
+            ("RollupsWritten", Unit::Count, report.rollups_written as f64),
+            (
+                "HoursArchived",
+                Unit::Count,
+                report.hours_archived.len() as f64,
+            ),
+        ],
+    );
     tracing::info!(
         hours_scanned = report.hours_scanned,
         items_read = report.items_read,

@@ -56,7 +56,9 @@ dev: setup ## Install if needed, start the local AWS and provision it
 .PHONY: test
 test: setup ## Unit tests, then integration tests against the local AWS (started and stopped if not running)
 	cargo test
-	localstack/with-local-aws.sh cargo test -p resizer-integration-tests
+	@# The integration tests also run the binaries (the `resizer` CLI and local gateway).
+	cargo build --bins
+	localstack/with-local-aws.sh cargo test -p resizer-integration-tests --no-fail-fast
 
 .PHONY: lint
 lint: ## rustfmt check, clippy -D warnings, sam validate --lint (cfn-lint) on template.yaml

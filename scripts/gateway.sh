@@ -4,13 +4,14 @@
 #
 # usage: scripts/gateway.sh start|stop|status|logs
 # env:   RESIZER_DEV_PORT     port on 127.0.0.1 (default 3000)
+#        RESIZER_DEV_HOME     its state folder: PID file, log, demo key (default .local/dev)
 #        RESIZER_DEV_PROFILE  cargo profile to build it with (default dev; `local` is release speed)
 #        RESIZER_DEV_WORKERS, RESIZER_DEV_AGGREGATE_EVERY  passed to `resizer dev`
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 
-GW_HOME="$LOCAL_DIR/dev"
+GW_HOME="${RESIZER_DEV_HOME:-$LOCAL_DIR/dev}"
 GW_PIDFILE="$GW_HOME/gateway.pid"
 GW_LOG="$GW_HOME/gateway.log"
 PORT="${RESIZER_DEV_PORT:-3000}"
@@ -47,7 +48,7 @@ start() {
     log "building the resizer CLI (cargo profile $PROFILE)"
     (cd "$RESIZER_ROOT" && cargo build --quiet --profile "$PROFILE" -p resizer-cli)
     mkdir -p "$GW_HOME" "$LOCAL_DIR/bin"
-    ln -sf "$BIN" "$LOCAL_DIR/bin/resizer"
+    [[ "$GW_HOME" == "$LOCAL_DIR/dev" ]] && ln -sf "$BIN" "$LOCAL_DIR/bin/resizer"
     set -a
     # shellcheck source=/dev/null
     source "$LOCAL_DIR/stack.env"

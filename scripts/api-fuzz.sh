@@ -34,11 +34,13 @@ key="$(cat "$RESIZER_DEV_HOME/api-key")"
 # Checks: all but positive_data_acceptance. That one expects every schema-valid request to succeed,
 # and some valid-looking requests are refused by rules a schema cannot state (to before from,
 # lossless with a lossy format, an upload_id that names nothing); those answer a documented 400.
+# `wait` may hold a request up to 20 s by design, hence the response-time limit of 25 s.
 log "schemathesis: $MAX_EXAMPLES examples per operation and phase"
 "$APITEST_VENV/bin/schemathesis" run "$RESIZER_ROOT/openapi.yaml" \
     --url "http://127.0.0.1:$RESIZER_DEV_PORT" \
     -H "Authorization: Bearer $key" \
     --checks all --exclude-checks positive_data_acceptance \
     --max-examples "$MAX_EXAMPLES" \
+    --request-timeout 30 --max-response-time 25 \
     --seed 20261125 \
     --no-color

@@ -34,31 +34,46 @@ up: ## Start the local AWS (LocalStack, host mode) on 127.0.0.1:4566; no-op when
 	@localstack/up.sh
 
 .PHONY: down
-down: ## Stop the local AWS that `make up` started (by PID; nothing else)
+down: ## Stop the local gateway and the local AWS that `make dev`/`make up` started (by PID; nothing else)
+	@scripts/gateway.sh stop
 	@localstack/down.sh
 
 .PHONY: status
-status: ## Report the local AWS and the local stack
+status: ## Report the local AWS, the local stack and the local gateway
 	@localstack/status.sh
+	@scripts/gateway.sh status
 
 .PHONY: provision
 provision: ## Deploy template.yaml into the local AWS (stack resizer-local), write .local/stack.env
 	@localstack/provision.sh
 
 .PHONY: dev
-dev: setup ## Install if needed, start the local AWS and provision it
+dev: setup ## Install if needed, start the local AWS, provision it, and serve the API on 127.0.0.1:3000
 	@localstack/up.sh
 	@localstack/provision.sh
-	@echo "Local AWS ready. Load its settings with: set -a; . $(STACK_ENV); set +a"
+	@scripts/gateway.sh start
+
+.PHONY: logs
+logs: ## Follow the local gateway's log (one line per request and per job)
+	@scripts/gateway.sh logs
 
 # --- checks --------------------------------------------------------------------------------------
 
 .PHONY: test
-test: setup ## Unit tests, then integration tests against the local AWS (started and stopped if not running)
-	cargo test
-	@# The integration tests also run the binaries (the `resizer` CLI and local gateway).
-	cargo build --bins
-	localstack/with-local-aws.sh cargo test -p resizer-integration-tests --no-fail-fast
+test: setup ## Unit and integration tests, against the local AWS (started and stopped if not running)
+	@# One cargo invocation builds every test target and the `resizer` binary the integration
+	@# tests run with one feature set; separate invocations rebuilt the AWS SDK up to three times.
+	cargo test --workspace --no-run
+	localstack/with-local-aws.sh bash -c 'cargo test --workspace --no-fail-fast; s=$$?; \
+		RESIZER_DEV_NO_BUILD=1 scripts/api-fuzz.sh || s=1; exit $$s'
+
+.PHONY: fuzz-api
+fuzz-api: setup ## Schemathesis against a local gateway, from openapi.yaml (N=examples per operation, default 100)
+	localstack/with-local-aws.sh scripts/api-fuzz.sh $(or $(N),100)
+
+.PHONY: load
+load: setup ## The load run: 2,000 real photos through a release-built local gateway (not in CI; ~15 min)
+	localstack/with-local-aws.sh bench/load.sh
 
 .PHONY: lint
 lint: ## rustfmt check, clippy -D warnings, sam validate --lint (cfn-lint) on template.yaml

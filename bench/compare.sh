@@ -18,8 +18,6 @@ mkdir -p "$WORK"
 # --- peers -------------------------------------------------------------------------------
 need=()
 command -v vipsthumbnail >/dev/null || need+=(libvips-tools)
-[[ -d /usr/share/wallpapers/Path ]] || need+=(plasma-workspace-wallpapers)
-[[ -d /usr/share/backgrounds/mate/nature ]] || need+=(mate-backgrounds)
 command -v taskset >/dev/null || need+=(util-linux)
 [[ -x /usr/bin/time ]] || need+=(time)
 command -v node >/dev/null || need+=(nodejs npm)
@@ -39,19 +37,8 @@ fi
 VIPS_VERSION=$(vips --version)
 SHARP_REPORTED=$(cd "$WORK/node" && node -e "const v=require('sharp').versions; console.log('sharp ' + v.sharp + ' (libvips ' + v.vips + ')')")
 
-# --- corpus: 20 photographs (the other wallpapers in these packages are illustrations) -------
-P=/usr/share/wallpapers
-M=/usr/share/backgrounds/mate/nature
-SRCS=()
-for n in BytheWater ColdRipple ColorfulCups DarkestHour EveningGlow FallenLeaf Grey Kite OneStandsOut Path summer_1am; do
-  SRCS+=("$P/$n/contents/images/2560x1600.jpg")
-done
-for n in Aqua Blinds Dune FreshFlower Garden LadyBird RainDrops Storm TwoWings; do
-  SRCS+=("$M/$n.jpg")
-done
-if [[ ! -f $WORK/corpus/sizes/12mp.jpg ]]; then
-  "$WORK/venv/bin/python" bench/corpus.py "$WORK/corpus" "${SRCS[@]}"
-fi
+# --- corpus: 20 real photographs, ~256 KB each ---------------------------------------------
+bench/corpus.sh
 
 # --- engine driver (bench profile: release with thin LTO) --------------------------------------
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}

@@ -6,6 +6,7 @@
 # env:   RESIZER_DEV_PORT     port on 127.0.0.1 (default 3000)
 #        RESIZER_DEV_HOME     its state folder: PID file, log, demo key (default .local/dev)
 #        RESIZER_DEV_PROFILE  cargo profile to build it with (default dev; `local` is release speed)
+#        RESIZER_DEV_NO_BUILD=1  use the binary already built (make test: cargo test built it)
 #        RESIZER_DEV_WORKERS, RESIZER_DEV_AGGREGATE_EVERY  passed to `resizer dev`
 set -euo pipefail
 # shellcheck source=tools/lib.sh
@@ -45,8 +46,12 @@ start() {
     if healthy; then
         die "something else already answers on 127.0.0.1:$PORT; set RESIZER_DEV_PORT to another port"
     fi
-    log "building the resizer CLI (cargo profile $PROFILE)"
-    (cd "$RESIZER_ROOT" && cargo build --quiet --profile "$PROFILE" -p resizer-cli)
+    if [[ "${RESIZER_DEV_NO_BUILD:-0}" == 1 && -x "$BIN" ]]; then
+        log "using the resizer binary already built at ${BIN#"$RESIZER_ROOT"/}"
+    else
+        log "building the resizer CLI (cargo profile $PROFILE)"
+        (cd "$RESIZER_ROOT" && cargo build --quiet --profile "$PROFILE" -p resizer-cli)
+    fi
     mkdir -p "$GW_HOME" "$LOCAL_DIR/bin"
     [[ "$GW_HOME" == "$LOCAL_DIR/dev" ]] && ln -sf "$BIN" "$LOCAL_DIR/bin/resizer"
     set -a

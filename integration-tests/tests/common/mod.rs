@@ -296,8 +296,30 @@ pub async fn process_until_done(state: &AppState, job_ids: &[String]) {
             "jobs did not finish in 120 s"
         );
         let ev = receive_event(state, &url, &arn, 10, 1).await;
-        if !ev.records.is_empty() {
-            run_resize(state, &url, ev).await;
+        if ev.records.is_empty() {
+            continue;
+        }
+        let handles: Vec<(String, String)> = ev
+            .records
+            .iter()
+            .map(|r| {
+                (
+                    r.message_id.clone().unwrap_or_default(),
+                    r.receipt_handle.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let resp = run_resize(state, &url, ev).await;
+        // A failed item stays invisible for the queue's visibility timeout (minutes), longer than
+        // this deadline. Say what failed, and let it come back in a few seconds instead.
+        for f in &resp.batch_item_failures {
+            eprintln!(
+                "resize reported a batch item failure: {}",
+                f.item_identifier
+            );
+            if let Some((_, h)) = handles.iter().find(|(id, _)| *id == f.item_identifier) {
+                let _ = state.queue.release(&url, h, 2).await;
+            }
         }
     }
 }

@@ -53,6 +53,8 @@ impl JobQueue {
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
+            .customize()
+            .config_override(long_poll_timeouts(wait_seconds))
             .send()
             .await
             .map_err(|e| classify("sqs:ReceiveMessage", e))?;
@@ -87,4 +89,19 @@ impl JobQueue {
             .map_err(|e| classify("sqs:ChangeMessageVisibility", e))?;
         Ok(())
     }
+}
+
+/// Timeouts for a long poll: the client's defaults (10 s per attempt) would cut a 20 s poll short,
+/// and SQS can still hand messages to a poll its caller abandoned, leaving them invisible for the
+/// queue's visibility timeout. So the attempt may last the whole wait, plus a margin.
+fn long_poll_timeouts(wait_seconds: i32) -> aws_sdk_sqs::config::Builder {
+    let wait = std::time::Duration::from_secs(wait_seconds.max(0) as u64);
+    let margin = std::time::Duration::from_secs(10);
+    aws_sdk_sqs::config::Builder::default().timeout_config(
+        aws_smithy_types::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .operation_attempt_timeout(wait + margin)
+            .operation_timeout(wait + margin * 2)
+            .build(),
+    )
 }

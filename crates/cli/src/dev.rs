@@ -383,20 +383,37 @@ async fn worker(
 ) {
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
     while !stop.load(Ordering::SeqCst) {
-        let received = tokio::select! {
-            r = state.queue.receive(&queue_url, BATCH_SIZE, POLL_WAIT_SECONDS) => r,
-            _ = wait_for_stop(&stop) => break,
-        };
+        // The long poll is never abandoned: SQS would still hand messages to a poll whose caller
+        // has gone, and they would stay invisible for the visibility timeout (minutes). So a stop
+        // waits for the poll to return (at most POLL_WAIT_SECONDS) and gives back what it got.
+        let received = state
+            .queue
+            .receive(&queue_url, BATCH_SIZE, POLL_WAIT_SECONDS)
+            .await;
         let messages = match received {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(worker = %name, error = %e, "receive failed; retrying in 2 s");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {},
+                    _ = wait_for_stop(&stop) => {},
+                }
                 continue;
             }
         };
         if messages.is_empty() {
             continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            for m in &messages {
+                if let Some(handle) = m.receipt_handle()
+                    && let Err(e) = state.queue.release(&queue_url, handle, 0).await
+                {
+                    tracing::warn!(worker = %name, error = %e, "could not return a message at shutdown; SQS redelivers it after the visibility timeout");
+                }
+            }
+            tracing::info!(worker = %name, messages = messages.len(), "shutting down: returned received messages to the queue");
+            break;
         }
         let records: Vec<Value> = messages
             .iter()

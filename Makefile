@@ -76,11 +76,26 @@ load: setup ## The load run: 2,000 real photos through a release-built local gat
 	localstack/with-local-aws.sh bench/load.sh
 
 .PHONY: lint
-lint: ## rustfmt check, clippy -D warnings, sam validate --lint (cfn-lint) on template.yaml
+lint: deny ## rustfmt check, clippy -D warnings, sam validate --lint (cfn-lint) on template.yaml, cargo-deny
 	@tools/install.sh venv
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(TOOLS_ENV) $(TOOLS_BIN)/sam validate --lint --template template.yaml
+
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := .local/cargo-deny/bin/cargo-deny
+
+.PHONY: deny
+deny: ## cargo-deny (pinned; built into .local/ on first use) on deny.toml: licences, bans, sources
+	@if ! { [[ -x $(CARGO_DENY) ]] && $(CARGO_DENY) --version | grep -qx "cargo-deny $(CARGO_DENY_VERSION)"; }; then \
+		echo "==> building cargo-deny $(CARGO_DENY_VERSION) into .local/cargo-deny (once)"; \
+		cargo install --locked --quiet --root .local/cargo-deny cargo-deny@$(CARGO_DENY_VERSION); \
+	fi
+	$(CARGO_DENY) --workspace check licenses bans sources
+
+.PHONY: deny-advisories
+deny-advisories: deny ## cargo-deny's RustSec advisories check (fetches the advisory database from GitHub)
+	$(CARGO_DENY) --workspace check advisories
 
 # --- build ---------------------------------------------------------------------------------------
 

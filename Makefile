@@ -91,7 +91,7 @@ deny: ## cargo-deny (pinned; built into .local/ on first use) on deny.toml: lice
 		echo "==> building cargo-deny $(CARGO_DENY_VERSION) into .local/cargo-deny (once)"; \
 		cargo install --locked --quiet --root .local/cargo-deny cargo-deny@$(CARGO_DENY_VERSION); \
 	fi
-	$(CARGO_DENY) --workspace check licenses bans sources
+	$(CARGO_DENY) --workspace check --hide-inclusion-graph licenses bans sources
 
 .PHONY: deny-advisories
 deny-advisories: deny ## cargo-deny's RustSec advisories check (fetches the advisory database from GitHub)

@@ -93,13 +93,14 @@ impl JobQueue {
 
 /// Timeouts for a long poll: the client's defaults (10 s per attempt) would cut a 20 s poll short,
 /// and SQS can still hand messages to a poll its caller abandoned, leaving them invisible for the
-/// queue's visibility timeout. So the attempt may last the whole wait, plus a margin.
+/// queue's visibility timeout. So the attempt may last the whole wait, plus a margin. (An override
+/// replaces the client's whole timeout config, hence the connect timeout again.)
 fn long_poll_timeouts(wait_seconds: i32) -> aws_sdk_sqs::config::Builder {
     let wait = std::time::Duration::from_secs(wait_seconds.max(0) as u64);
     let margin = std::time::Duration::from_secs(10);
     aws_sdk_sqs::config::Builder::default().timeout_config(
         aws_smithy_types::timeout::TimeoutConfig::builder()
-            .connect_timeout(std::time::Duration::from_secs(3))
+            .connect_timeout(crate::state::CONNECT_TIMEOUT)
             .operation_attempt_timeout(wait + margin)
             .operation_timeout(wait + margin * 2)
             .build(),

@@ -50,6 +50,10 @@ impl Clock {
     }
 }
 
+/// How long a connection may take before the attempt fails: the same for every call, long polls
+/// included (see `sqs::long_poll_timeouts`).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Loads the SDK configuration from the standard chain (env, profile, container/instance
 /// credentials), with timeouts that turn a dead dependency into a quick, retryable error rather
 /// than a hung invocation. Endpoints come from `AWS_ENDPOINT_URL` and
@@ -58,7 +62,7 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .operation_attempt_timeout(Duration::from_secs(10))
                 .operation_timeout(Duration::from_secs(25))
                 .build(),

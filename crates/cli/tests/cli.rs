@@ -20,6 +20,17 @@ fn resizer(args: &[&str], cwd: &std::path::Path) -> Output {
         .expect("run resizer")
 }
 
+/// A well-formed key; the servers here never check it.
+const KEY: &str = "rsz_abcdefghijklmnop_0123456789012345678901234567890123456789";
+
+/// `resizer jobs get j_x` against `endpoint`, with [`KEY`].
+fn jobs_get_j_x(endpoint: &str, cwd: &std::path::Path) -> Output {
+    resizer(
+        &["jobs", "get", "j_x", "--endpoint", endpoint, "--key", KEY],
+        cwd,
+    )
+}
+
 /// An empty working directory of this test's own (no `.local/dev/api-key` to fall back on).
 fn scratch() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -93,18 +104,7 @@ fn the_apis_error_is_shown_as_is() {
         "404 Not Found",
         r#"{"error":{"code":"not_found","message":"no job with id j_x","request_id":"req-1"}}"#,
     );
-    let o = resizer(
-        &[
-            "jobs",
-            "get",
-            "j_x",
-            "--endpoint",
-            &endpoint,
-            "--key",
-            "rsz_abcdefghijklmnop_0123456789012345678901234567890123456789",
-        ],
-        &dir,
-    );
+    let o = jobs_get_j_x(&endpoint, &dir);
     let err = one_line_failure(&o);
     assert!(err.contains("not_found"), "{err}");
     assert!(err.contains("no job with id j_x"), "{err}");
@@ -137,18 +137,7 @@ fn an_unreachable_endpoint_is_one_line() {
         .unwrap()
         .port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let o = resizer(
-        &[
-            "jobs",
-            "get",
-            "j_x",
-            "--endpoint",
-            &endpoint,
-            "--key",
-            "rsz_abcdefghijklmnop_0123456789012345678901234567890123456789",
-        ],
-        &dir,
-    );
+    let o = jobs_get_j_x(&endpoint, &dir);
     let err = one_line_failure(&o);
     assert!(err.contains(&endpoint), "{err}");
 }
@@ -165,7 +154,7 @@ fn a_missing_input_file_is_named() {
             "--endpoint",
             "http://127.0.0.1:9",
             "--key",
-            "rsz_abcdefghijklmnop_0123456789012345678901234567890123456789",
+            KEY,
         ],
         &dir,
     );

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use base64::Engine as _;
 use lambda_runtime::{Context, LambdaEvent};
 use resizer_aws::stack::StackInfo;
@@ -254,12 +254,7 @@ pub async fn run_resize(state: &AppState, queue_url: &str, event: SqsEvent) -> S
         .await
         .expect("the resize handler never returns Err");
     for r in &records {
-        let id = r.message_id.clone().unwrap_or_default();
-        if resp
-            .batch_item_failures
-            .iter()
-            .any(|f| f.item_identifier == id)
-        {
+        if reported_failed(&resp, r) {
             continue;
         }
         if let Some(h) = &r.receipt_handle {
@@ -267,6 +262,14 @@ pub async fn run_resize(state: &AppState, queue_url: &str, event: SqsEvent) -> S
         }
     }
     resp
+}
+
+/// Whether the handler's response lists `record` as a batch item failure.
+fn reported_failed(resp: &SqsBatchResponse, record: &SqsMessage) -> bool {
+    let id = record.message_id.as_deref().unwrap_or_default();
+    resp.batch_item_failures
+        .iter()
+        .any(|f| f.item_identifier == id)
 }
 
 /// Drains the jobs queue until every job in `job_ids` is terminal (or the deadline passes).
@@ -299,25 +302,16 @@ pub async fn process_until_done(state: &AppState, job_ids: &[String]) {
         if ev.records.is_empty() {
             continue;
         }
-        let handles: Vec<(String, String)> = ev
-            .records
-            .iter()
-            .map(|r| {
-                (
-                    r.message_id.clone().unwrap_or_default(),
-                    r.receipt_handle.clone().unwrap_or_default(),
-                )
-            })
-            .collect();
+        let records = ev.records.clone();
         let resp = run_resize(state, &url, ev).await;
         // A failed item stays invisible for the queue's visibility timeout (minutes), longer than
         // this deadline. Say what failed, and let it come back in a few seconds instead.
-        for f in &resp.batch_item_failures {
+        for r in records.iter().filter(|r| reported_failed(&resp, r)) {
             eprintln!(
                 "resize reported a batch item failure: {}",
-                f.item_identifier
+                r.message_id.as_deref().unwrap_or_default()
             );
-            if let Some((_, h)) = handles.iter().find(|(id, _)| *id == f.item_identifier) {
+            if let Some(h) = &r.receipt_handle {
                 let _ = state.queue.release(&url, h, 2).await;
             }
         }

@@ -42,8 +42,8 @@ bench/corpus.sh
 
 # --- engine driver (bench profile: release with thin LTO) --------------------------------------
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-cargo bench -p resizer-core --bench engine --no-run 2>&1 | tail -1
-ENGINE=$(cargo bench -p resizer-core --bench engine --no-run --message-format=json 2>/dev/null \
+cargo bench -p resizer-engine --bench engine --no-run 2>&1 | tail -1
+ENGINE=$(cargo bench -p resizer-engine --bench engine --no-run --message-format=json 2>/dev/null \
   | "$WORK/venv/bin/python" -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

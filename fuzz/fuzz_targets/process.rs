@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resizer_core::pipeline::{Limits, probe, process};
+use resizer_engine::{Limits, probe, process};
 use resizer_core::transform::TransformSpec;
 
 // Small limits keep each run fast and memory-bounded without changing the code paths.

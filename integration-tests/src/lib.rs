@@ -18,25 +18,6 @@ pub const HOW_TO_RUN: &str = "These tests run against the deployed local stack. 
 .local/stack.env), or after `make dev` with: \
 `set -a; . .local/stack.env; set +a; cargo test -p resizer-integration-tests`.";
 
-/// Every output of template.yaml that the project relies on.
-pub const OUTPUT_KEYS: [&str; 15] = [
-    "ApiUrl",
-    "StagingBucketName",
-    "ResultsBucketName",
-    "JobsQueueUrl",
-    "JobsQueueArn",
-    "JobsDlqUrl",
-    "JobsDlqArn",
-    "JobsTableName",
-    "ApiKeysTableName",
-    "CustomersTableName",
-    "UsageTableName",
-    "UsageRollupsTableName",
-    "ApiFunctionName",
-    "ResizeFunctionName",
-    "AggregateFunctionName",
-];
-
 /// A test failure with a readable message. Its `Debug` is its message, so that a test returning
 /// `Err` prints the message itself rather than a struct dump.
 pub struct Error(String);

@@ -145,7 +145,7 @@ async fn bad_requests_get_400_with_the_parameter_named() {
 
 #[tokio::test]
 async fn keys_are_checked_401_and_disabled_customers_get_403() {
-    let state = state_with(|c| c.auth_cache_ttl = Duration::ZERO).await;
+    let state = state_with(|_, s| s.auth_cache_ttl = Duration::ZERO).await;
     let (customer, key) = customer(&state, None).await;
     let no_key = call(&state, Req::new("GET", "/v1/usage")).await;
     assert_error(&no_key, 401, "unauthorized");
@@ -178,20 +178,30 @@ async fn keys_are_checked_401_and_disabled_customers_get_403() {
     assert_eq!(r.status, 200, "{}", r.json);
 
     state
-        .tables
+        .app
+        .stores
+        .accounts
         .set_customer_status(&customer.customer_id, CustomerStatus::Disabled)
         .await
         .unwrap();
     let r = call(&state, Req::new("GET", "/v1/usage").key(&key)).await;
     assert_error(&r, 403, "customer_disabled");
     state
-        .tables
+        .app
+        .stores
+        .accounts
         .set_customer_status(&customer.customer_id, CustomerStatus::Active)
         .await
         .unwrap();
 
     let key_id = key.split('_').nth(1).unwrap();
-    state.tables.revoke_key(key_id, state.now()).await.unwrap();
+    state
+        .app
+        .stores
+        .accounts
+        .revoke_key(key_id, state.now())
+        .await
+        .unwrap();
     let r = call(&state, Req::new("GET", "/v1/usage").key(&key)).await;
     assert_error(&r, 401, "unauthorized");
 }
@@ -216,7 +226,7 @@ async fn unknown_jobs_routes_and_methods() {
 
 #[tokio::test]
 async fn images_the_api_refuses_before_staging() {
-    let state = state_with(|c| c.max_inline_bytes = 100_000).await;
+    let state = state_with(|_, s| s.max_inline_bytes = 100_000).await;
     let (_, key) = customer(&state, None).await;
     let post = |ct: &str, body: Vec<u8>| {
         Req::new("POST", "/v1/jobs")
@@ -267,7 +277,7 @@ async fn images_the_api_refuses_before_staging() {
 
 #[tokio::test]
 async fn a_customer_over_quota_gets_429() {
-    let state = state_with(|c| c.auth_cache_ttl = Duration::ZERO).await;
+    let state = state_with(|_, s| s.auth_cache_ttl = Duration::ZERO).await;
     let (customer, key) = customer(&state, Some(2)).await;
     let r = call(
         &state,
@@ -285,8 +295,10 @@ async fn a_customer_over_quota_gets_429() {
         ..Totals::default()
     };
     state
-        .tables
-        .put_rollup(&customer.customer_id, &month, &used, state.now())
+        .app
+        .stores
+        .rollups
+        .put(&customer.customer_id, month, &used, state.now())
         .await
         .unwrap();
     let r = call(
@@ -307,7 +319,8 @@ async fn a_customer_over_quota_gets_429() {
 
 #[tokio::test]
 async fn internal_errors_are_500_without_details() {
-    let state = state_with(|c| c.staging_bucket = "resizer-no-such-bucket-for-tests".into()).await;
+    let state =
+        state_with(|r, _| r.staging_bucket = "resizer-no-such-bucket-for-tests".into()).await;
     let (_, key) = customer(&state, None).await;
     let r = call(
         &state,
@@ -328,7 +341,8 @@ async fn internal_errors_are_500_without_details() {
 async fn a_dependency_that_is_down_gives_503() {
     // The same handler with its SDK pointed at a port nothing listens on.
     let (_, info) = stack().await;
-    let config = info.config().unwrap();
+    let resources = info.resources().unwrap();
+    let settings = info.settings().unwrap();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url("http://127.0.0.1:9")
         .timeout_config(
@@ -340,7 +354,17 @@ async fn a_dependency_that_is_down_gives_503() {
         .retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(1))
         .load()
         .await;
-    let state = resizer_aws::AppState::new(&sdk, config);
+    let adapters = resizer_aws::Adapters::new(&sdk, &resources, &settings);
+    let app = resizer_app::App::new(settings, adapters.stores());
+    let state = State {
+        api: resizer_api::router(app.clone()),
+        resize: std::sync::Arc::new(resizer_resize::Resize::new(app.clone(), None)),
+        app,
+        adapters,
+        resources,
+        info,
+        sdk,
+    };
     let key = resizer_core::key::ApiKey::generate().expose();
     let r = call(&state, Req::new("GET", "/v1/usage").key(&key)).await;
     assert_error(&r, 503, "service_unavailable");
@@ -364,8 +388,10 @@ async fn usage_route_answers_with_the_callers_rollups() {
         cpu_ms: 9,
     };
     state
-        .tables
-        .put_rollup(&customer.customer_id, &day, &t, state.now())
+        .app
+        .stores
+        .rollups
+        .put(&customer.customer_id, day, &t, state.now())
         .await
         .unwrap();
     let r = call(
@@ -378,6 +404,6 @@ async fn usage_route_answers_with_the_callers_rollups() {
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["granularity"], "day");
     assert_eq!(r.json["items"].as_array().unwrap().len(), 1);
-    assert_eq!(r.json["items"][0]["period"], &day[2..]);
+    assert_eq!(r.json["items"][0]["period"], day.label());
     assert_eq!(r.json["totals"], serde_json::to_value(t).unwrap());
 }

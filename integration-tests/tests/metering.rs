@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 
 use common::*;
-use resizer_aws::{AppState, Clock};
+use resizer_app::Clock;
 use resizer_core::job::JobId;
-use resizer_core::usage::{Granularity, HourKey, Outcome, Totals, UsageRecord};
+use resizer_core::usage::{Granularity, HourKey, Outcome, Period, Totals, UsageRecord};
 use time::{Duration, OffsetDateTime};
 
 /// A random hour between `lo` and `hi` hours ago.
@@ -31,12 +31,12 @@ fn archive_test_hour() -> OffsetDateTime {
     random_hour(330, 800)
 }
 
-async fn clocked(clock: &Clock) -> AppState {
+async fn clocked(clock: &Clock) -> State {
     state().await.with_clock(clock.clone())
 }
 
 /// Submits `n` PNG jobs of `w`×`h` for `key` at the clock's time; returns their ids.
-async fn submit_jobs(state: &AppState, key: &str, n: usize, w: u32, h: u32) -> Vec<String> {
+async fn submit_jobs(state: &State, key: &str, n: usize, w: u32, h: u32) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let r = call(
@@ -54,12 +54,14 @@ async fn submit_jobs(state: &AppState, key: &str, n: usize, w: u32, h: u32) -> V
 }
 
 /// What the rollup of `ids` must be, computed from the jobs themselves.
-async fn expected_totals(state: &AppState, ids: &[String]) -> Totals {
+async fn expected_totals(state: &State, ids: &[String]) -> Totals {
     let mut t = Totals::default();
     for id in ids {
         let job = state
-            .tables
-            .get_job(&JobId::parse(id).unwrap())
+            .app
+            .stores
+            .jobs
+            .get(&JobId::parse(id).unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -85,8 +87,14 @@ fn without_cpu(mut t: Totals) -> Totals {
     t
 }
 
-async fn rollup(state: &AppState, customer: &str, period: &str) -> Option<Totals> {
-    state.tables.get_rollup(customer, period).await.unwrap()
+async fn rollup(state: &State, customer: &str, period: Period) -> Option<Totals> {
+    state
+        .app
+        .stores
+        .rollups
+        .get(customer, period)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -109,7 +117,7 @@ async fn rollups_equal_the_jobs_exactly_across_customers_and_hours() {
     process_until_done(&state, &all).await;
 
     clock.advance(Duration::minutes(5));
-    let report = resizer_aggregate::run(&state).await.unwrap();
+    let report = state.app.aggregate().await.unwrap();
     assert!(report.hours_scanned >= 2);
     assert!(report.items_read >= all.len() as u64);
 
@@ -118,10 +126,10 @@ async fn rollups_equal_the_jobs_exactly_across_customers_and_hours() {
     for (c, ids0, ids1) in [(&alice, &a0, &a1), (&bob, &b0, &b1)] {
         let e0 = expected_totals(&state, ids0).await;
         let e1 = expected_totals(&state, ids1).await;
-        let r0 = rollup(&state, &c.customer_id, &format!("H#{h0k}"))
+        let r0 = rollup(&state, &c.customer_id, Period::hour(h0k))
             .await
             .expect("hour rollup");
-        let r1 = rollup(&state, &c.customer_id, &format!("H#{h1k}"))
+        let r1 = rollup(&state, &c.customer_id, Period::hour(h1k))
             .await
             .expect("hour rollup");
         assert_eq!(without_cpu(r0), without_cpu(e0), "{} {h0k}", c.customer_id);
@@ -130,19 +138,20 @@ async fn rollups_equal_the_jobs_exactly_across_customers_and_hours() {
 
         // Days and months are the sums of their hours.
         let mut day = Totals::default();
+        let day_of_h0 = Granularity::Day.period_of(h0);
         for (_, t) in state
-            .tables
-            .rollups_with_prefix(&c.customer_id, &format!("H#{}", &h0k.to_string()[..10]))
+            .app
+            .stores
+            .rollups
+            .within(&c.customer_id, day_of_h0)
             .await
             .unwrap()
         {
             day.merge(&t);
         }
-        let d = rollup(&state, &c.customer_id, &Granularity::Day.period_of(h0))
-            .await
-            .unwrap();
+        let d = rollup(&state, &c.customer_id, day_of_h0).await.unwrap();
         assert_eq!(d, day);
-        let m = rollup(&state, &c.customer_id, &Granularity::Month.period_of(h0))
+        let m = rollup(&state, &c.customer_id, Granularity::Month.period_of(h0))
             .await
             .unwrap();
         assert!(m.jobs >= d.jobs);
@@ -174,11 +183,8 @@ async fn rollups_equal_the_jobs_exactly_across_customers_and_hours() {
 
     // Re-running changes nothing (cpu_ms included).
     let before = snapshot(&state, &[&alice.customer_id, &bob.customer_id]).await;
-    resizer_aggregate::run(&state).await.unwrap();
-    let (x, y) = tokio::join!(
-        resizer_aggregate::run(&state),
-        resizer_aggregate::run(&state)
-    );
+    state.app.aggregate().await.unwrap();
+    let (x, y) = tokio::join!(state.app.aggregate(), state.app.aggregate());
     x.unwrap();
     y.unwrap();
     assert_eq!(
@@ -187,11 +193,22 @@ async fn rollups_equal_the_jobs_exactly_across_customers_and_hours() {
     );
 }
 
-async fn snapshot(state: &AppState, customers: &[&String]) -> BTreeMap<(String, String), Totals> {
+async fn snapshot(state: &State, customers: &[&String]) -> BTreeMap<(String, Period), Totals> {
+    let (first, last) = (
+        time::macros::datetime!(2000-01-01 0:00 UTC),
+        time::macros::datetime!(2100-01-01 0:00 UTC),
+    );
     let mut out = BTreeMap::new();
     for c in customers {
-        for p in ["H#", "D#", "M#"] {
-            for (period, t) in state.tables.rollups_with_prefix(c, p).await.unwrap() {
+        for g in [Granularity::Hour, Granularity::Day, Granularity::Month] {
+            let rows = state
+                .app
+                .stores
+                .rollups
+                .between(c, g.period_of(first), g.period_of(last))
+                .await
+                .unwrap();
+            for (period, t) in rows {
                 out.insert(((*c).clone(), period), t);
             }
         }
@@ -225,8 +242,10 @@ async fn a_late_item_within_the_window_is_counted_on_the_next_run() {
     let state = clocked(&clock).await;
     let (c, _) = customer(&state, None).await;
     state
-        .tables
-        .put_usage(&raw(
+        .app
+        .stores
+        .usage_log
+        .put(&raw(
             &c.customer_id,
             h0 + Duration::minutes(1),
             100,
@@ -235,16 +254,18 @@ async fn a_late_item_within_the_window_is_counted_on_the_next_run() {
         .await
         .unwrap();
     clock.set(h0 + Duration::hours(2)); // h0 is 2 hours back: inside the 3-hour window
-    resizer_aggregate::run(&state).await.unwrap();
-    let period = format!("H#{}", HourKey::of(h0));
+    state.app.aggregate().await.unwrap();
+    let period = Period::hour(HourKey::of(h0));
     assert_eq!(
-        rollup(&state, &c.customer_id, &period).await.unwrap().jobs,
+        rollup(&state, &c.customer_id, period).await.unwrap().jobs,
         1
     );
 
     state
-        .tables
-        .put_usage(&raw(
+        .app
+        .stores
+        .usage_log
+        .put(&raw(
             &c.customer_id,
             h0 + Duration::minutes(59),
             50,
@@ -252,8 +273,8 @@ async fn a_late_item_within_the_window_is_counted_on_the_next_run() {
         ))
         .await
         .unwrap();
-    resizer_aggregate::run(&state).await.unwrap();
-    let t = rollup(&state, &c.customer_id, &period).await.unwrap();
+    state.app.aggregate().await.unwrap();
+    let t = rollup(&state, &c.customer_id, period).await.unwrap();
     assert_eq!(
         (t.jobs, t.done, t.failed, t.bytes_in, t.cpu_ms),
         (2, 1, 1, 150, 14)
@@ -266,13 +287,14 @@ async fn a_closed_hour_is_archived_once_and_completely() {
     let hour = HourKey::of(h0);
     let clock = Clock::fixed(h0 + Duration::minutes(30));
     // One shard and tiny pages: the aggregator must follow every page.
-    let state = state_with(|cfg| cfg.usage_shards = 1)
+    let state = state_with(|_, s| s.usage_shards = 1)
         .await
         .with_clock(clock.clone());
-    let state = AppState {
-        tables: state.tables.clone().with_page_limit(7),
-        ..state
-    };
+    let paged = std::sync::Arc::new(state.adapters.usage.clone().with_page_limit(7));
+    let state = state.map_app(|mut app| {
+        app.stores.usage_log = paged;
+        app
+    });
     let (alice, _) = customer(&state, None).await;
     let (bob, _) = customer(&state, None).await;
     let mut mine = Vec::new();
@@ -283,13 +305,15 @@ async fn a_closed_hour_is_archived_once_and_completely() {
             1000 + i,
             Outcome::Done,
         );
-        state.tables.put_usage(&r).await.unwrap();
+        state.app.stores.usage_log.put(&r).await.unwrap();
         mine.push(r);
     }
     for i in 0..5u64 {
         state
-            .tables
-            .put_usage(&raw(
+            .app
+            .stores
+            .usage_log
+            .put(&raw(
                 &bob.customer_id,
                 h0 + Duration::minutes(3),
                 10 + i,
@@ -311,9 +335,9 @@ async fn a_closed_hour_is_archived_once_and_completely() {
         .await;
     }
     // Aggregated while open: a rollup, no archive.
-    resizer_aggregate::run(&state).await.unwrap();
+    state.app.aggregate().await.unwrap();
     assert_eq!(
-        rollup(&state, &alice.customer_id, &format!("H#{hour}"))
+        rollup(&state, &alice.customer_id, Period::hour(hour))
             .await
             .unwrap()
             .jobs,
@@ -321,8 +345,10 @@ async fn a_closed_hour_is_archived_once_and_completely() {
     );
     assert!(
         state
-            .tables
-            .get_archive_marker(hour)
+            .app
+            .stores
+            .rollups
+            .archive_marker(hour)
             .await
             .unwrap()
             .is_none()
@@ -330,25 +356,23 @@ async fn a_closed_hour_is_archived_once_and_completely() {
 
     // Past the late window (3 hours): archived.
     clock.set(hour.end() + Duration::hours(3) + Duration::minutes(1));
-    let report = resizer_aggregate::run(&state).await.unwrap();
+    let report = state.app.aggregate().await.unwrap();
     assert!(
         report.hours_archived.contains(&hour.to_string()),
         "{report:?}"
     );
     let marker = state
-        .tables
-        .get_archive_marker(hour)
+        .app
+        .stores
+        .rollups
+        .archive_marker(hour)
         .await
         .unwrap()
         .expect("marker");
     assert!(marker.records >= 45);
 
     let key = hour.archive_key(&alice.customer_id);
-    let first = state
-        .s3
-        .get(&state.config.results_bucket, &key, 10 << 20)
-        .await
-        .unwrap();
+    let first = state.app.stores.archive.get(&key, 10 << 20).await.unwrap();
     let mut text = String::new();
     flate2::read::GzDecoder::new(&first[..])
         .read_to_string(&mut text)
@@ -362,16 +386,12 @@ async fn a_closed_hour_is_archived_once_and_completely() {
     assert_eq!(lines, mine, "exactly this customer's raw records");
 
     // Once: the next run leaves it alone.
-    let again = resizer_aggregate::run(&state).await.unwrap();
+    let again = state.app.aggregate().await.unwrap();
     assert!(!again.hours_archived.contains(&hour.to_string()));
     // A forced re-run (marker gone) writes byte-identical content.
     delete_marker(&state, hour).await;
-    resizer_aggregate::run(&state).await.unwrap();
-    let second = state
-        .s3
-        .get(&state.config.results_bucket, &key, 10 << 20)
-        .await
-        .unwrap();
+    state.app.aggregate().await.unwrap();
+    let second = state.app.stores.archive.get(&key, 10 << 20).await.unwrap();
     assert_eq!(first, second);
 }
 
@@ -379,12 +399,11 @@ fn hour_after(h: HourKey, n: i64) -> HourKey {
     (0..n).fold(h, |h, _| h.next())
 }
 
-async fn delete_marker(state: &AppState, hour: HourKey) {
+async fn delete_marker(state: &State, hour: HourKey) {
     state
-        .tables
-        .client()
+        .dynamodb()
         .delete_item()
-        .table_name(&state.config.usage_rollups_table)
+        .table_name(&state.resources.usage_rollups_table)
         .key(
             "customer_id",
             aws_sdk_dynamodb::types::AttributeValue::S(
@@ -393,7 +412,7 @@ async fn delete_marker(state: &AppState, hour: HourKey) {
         )
         .key(
             "period",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("H#{hour}")),
+            aws_sdk_dynamodb::types::AttributeValue::S(Period::hour(hour).to_string()),
         )
         .send()
         .await
@@ -404,14 +423,14 @@ async fn delete_marker(state: &AppState, hour: HourKey) {
 async fn a_customer_over_quota_is_refused_after_aggregation() {
     let h0 = base_hour();
     let clock = Clock::fixed(h0 + Duration::minutes(5));
-    let state = state_with(|c| c.auth_cache_ttl = std::time::Duration::ZERO)
+    let state = state_with(|_, s| s.auth_cache_ttl = std::time::Duration::ZERO)
         .await
         .with_clock(clock.clone());
     let (_, key) = customer(&state, Some(2)).await;
     let ids = submit_jobs(&state, &key, 2, 16, 16).await;
     process_until_done(&state, &ids).await;
     // Eventually consistent: accepted until the aggregator has counted the month.
-    resizer_aggregate::run(&state).await.unwrap();
+    state.app.aggregate().await.unwrap();
     let r = call(
         &state,
         Req::new("POST", "/v1/jobs")

@@ -10,13 +10,7 @@ use resizer_core::job::{JobId, JobStatus};
 use resizer_core::usage::{HourKey, raw_pk, shard_for};
 use serde_json::json;
 
-async fn submit(
-    state: &resizer_aws::AppState,
-    key: &str,
-    query: &str,
-    body: Vec<u8>,
-    ct: &str,
-) -> Resp {
+async fn submit(state: &State, key: &str, query: &str, body: Vec<u8>, ct: &str) -> Resp {
     call(
         state,
         Req::new("POST", "/v1/jobs")
@@ -63,14 +57,18 @@ async fn jpeg_job_finishes_done_and_its_url_downloads_the_expected_dimensions() 
 
     // The inline staging object is gone once the job is done.
     let job = state
-        .tables
-        .get_job(&JobId::parse(&id).unwrap())
+        .app
+        .stores
+        .jobs
+        .get(&JobId::parse(&id).unwrap())
         .await
         .unwrap()
         .unwrap();
     let staged = state
-        .s3
-        .head(&state.config.staging_bucket, &job.staging_key)
+        .app
+        .stores
+        .staging
+        .head(&job.staging_key.to_string())
         .await;
     assert!(staged.unwrap_err().is_not_found());
     // Each read signs a fresh URL.
@@ -117,7 +115,7 @@ async fn the_same_message_delivered_twice_gives_one_result_and_one_usage_item() 
     let jid = JobId::parse(&id).unwrap();
     // First delivery: through the real queue.
     process_until_done(&state, std::slice::from_ref(&id)).await;
-    let job = state.tables.get_job(&jid).await.unwrap().unwrap();
+    let job = state.app.stores.jobs.get(&jid).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Done);
     assert_eq!(job.attempts, 1);
 
@@ -130,7 +128,7 @@ async fn the_same_message_delivered_twice_gives_one_result_and_one_usage_item() 
         json!({"job_id": id, "customer_id": customer.customer_id, "enqueued_at_ms": 0}).to_string(),
     );
     let second = resizer_resize::handler(
-        &state,
+        &state.resize,
         lambda_runtime::LambdaEvent::new(event, Default::default()),
     )
     .await
@@ -139,15 +137,14 @@ async fn the_same_message_delivered_twice_gives_one_result_and_one_usage_item() 
         second.batch_item_failures.is_empty(),
         "a duplicate is consumed, not retried"
     );
-    let after = state.tables.get_job(&jid).await.unwrap().unwrap();
+    let after = state.app.stores.jobs.get(&jid).await.unwrap().unwrap();
     assert_eq!(after.attempts, 1, "the duplicate did no work");
     assert_eq!(after.updated_at, job.updated_at);
 
     let results = state
-        .s3
-        .client()
+        .s3()
         .list_objects_v2()
-        .bucket(&state.config.results_bucket)
+        .bucket(&state.resources.results_bucket)
         .prefix(format!("results/{}/", customer.customer_id))
         .send()
         .await
@@ -156,13 +153,12 @@ async fn the_same_message_delivered_twice_gives_one_result_and_one_usage_item() 
 
     let pk = raw_pk(
         &HourKey::of(job.created_at),
-        shard_for(&jid, state.config.usage_shards),
+        shard_for(&jid, state.app.settings.usage_shards),
     );
     let items = state
-        .tables
-        .client()
+        .dynamodb()
         .query()
-        .table_name(&state.config.usage_table)
+        .table_name(&state.resources.usage_table)
         .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
         .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
         .expression_attribute_values(
@@ -181,8 +177,7 @@ async fn a_malformed_message_never_fails_the_rest_of_its_batch() {
     let (_, key) = customer(&state, None).await;
     let r = submit(&state, &key, "width=32", png(64, 64), "image/png").await;
     let id = job_id(&r);
-    let (_, info) = stack().await;
-    let arn = info.outputs["JobsQueueArn"].clone();
+    let arn = state.output(resizer_aws::resources::JOBS_QUEUE_ARN);
     let mut event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(include_str!("fixtures/sqs-event.json")).unwrap();
     event.records[0].body = Some("{not json".into());
@@ -190,8 +185,10 @@ async fn a_malformed_message_never_fails_the_rest_of_its_batch() {
     let mut good = event.records[0].clone();
     good.message_id = Some("good-1".into());
     let job = state
-        .tables
-        .get_job(&JobId::parse(&id).unwrap())
+        .app
+        .stores
+        .jobs
+        .get(&JobId::parse(&id).unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -200,7 +197,7 @@ async fn a_malformed_message_never_fails_the_rest_of_its_batch() {
     );
     event.records.push(good);
     let resp = resizer_resize::handler(
-        &state,
+        &state.resize,
         lambda_runtime::LambdaEvent::new(event, Default::default()),
     )
     .await
@@ -211,8 +208,10 @@ async fn a_malformed_message_never_fails_the_rest_of_its_batch() {
         resp.batch_item_failures
     );
     let job = state
-        .tables
-        .get_job(&JobId::parse(&id).unwrap())
+        .app
+        .stores
+        .jobs
+        .get(&JobId::parse(&id).unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -226,25 +225,31 @@ async fn a_dead_lettered_job_ends_failed_with_internal_error() {
     // redrive would leave it, so no other test's drainer can finish it first.
     let (_, info) = stack().await;
     let dlq_url = dlq_url(&info);
-    let dlq_arn = info.outputs["JobsDlqArn"].clone();
-    let dlq_state = state_with(|c| c.jobs_queue_url = dlq_url.clone()).await;
+    let dlq_arn = info
+        .output(resizer_aws::resources::JOBS_DLQ_ARN)
+        .unwrap()
+        .to_owned();
+    let dlq_state = state_with(|r, _| r.jobs_queue_url = dlq_url.clone()).await;
     let (_, key) = customer(&dlq_state, None).await;
     let r = submit(&dlq_state, &key, "width=32", png(64, 64), "image/png").await;
     assert_eq!(r.status, 202, "{}", r.json);
     let id = job_id(&r);
-    let state = state_with(|c| c.jobs_dlq_arn = Some(dlq_arn.clone())).await;
+    let state = state_with(|r, _| r.jobs_dlq_arn = Some(dlq_arn.clone())).await;
     process_dlq_message(&state, &dlq_url, &dlq_arn, &id).await;
     let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
     assert_eq!(r.json["status"], "failed", "{}", r.json);
     assert_eq!(r.json["error"]["code"], "internal_error");
     // A second copy is consumed without touching the finished job.
     let job = state
-        .tables
-        .get_job(&JobId::parse(&id).unwrap())
+        .app
+        .stores
+        .jobs
+        .get(&JobId::parse(&id).unwrap())
         .await
         .unwrap()
         .unwrap();
     state
+        .adapters
         .queue
         .client()
         .send_message()
@@ -256,13 +261,20 @@ async fn a_dead_lettered_job_ends_failed_with_internal_error() {
         .await
         .unwrap();
     process_dlq_message(&state, &dlq_url, &dlq_arn, &id).await;
-    let again = state.tables.get_job(&job.job_id).await.unwrap().unwrap();
+    let again = state
+        .app
+        .stores
+        .jobs
+        .get(&job.job_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.updated_at, job.updated_at);
 }
 
 /// Receives from the DLQ until the message of `job_id` is seen, hands it to the resize handler as
 /// the DLQ event source would, and puts every other message back untouched.
-async fn process_dlq_message(state: &resizer_aws::AppState, url: &str, arn: &str, job_id: &str) {
+async fn process_dlq_message(state: &State, url: &str, arn: &str, job_id: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         assert!(
@@ -276,8 +288,8 @@ async fn process_dlq_message(state: &resizer_aws::AppState, url: &str, arn: &str
             .partition(|r| r.body.as_deref().unwrap_or_default().contains(job_id));
         for o in others {
             state
-                .queue
-                .release(url, o.receipt_handle.as_deref().unwrap(), 0)
+                .queue_at(url)
+                .release(o.receipt_handle.as_deref().unwrap(), 0)
                 .await
                 .unwrap();
         }
@@ -292,7 +304,7 @@ async fn process_dlq_message(state: &resizer_aws::AppState, url: &str, arn: &str
 
 #[tokio::test]
 async fn a_key_revoked_through_the_cli_is_refused_once_the_cache_ttl_has_passed() {
-    let state = state_with(|c| c.auth_cache_ttl = Duration::from_secs(1)).await;
+    let state = state_with(|_, s| s.auth_cache_ttl = Duration::from_secs(1)).await;
     let (_, key) = customer(&state, None).await;
     let ok = call(&state, Req::new("GET", "/v1/usage").key(&key)).await;
     assert_eq!(ok.status, 200, "{}", ok.json);
@@ -341,9 +353,9 @@ async fn another_customers_job_is_404() {
 
 #[tokio::test]
 async fn large_images_go_through_a_presigned_upload() {
-    let state = state_with(|c| {
-        c.max_inline_bytes = 50_000;
-        c.max_upload_bytes = 3_000_000;
+    let state = state_with(|_, s| {
+        s.max_inline_bytes = 50_000;
+        s.max_upload_bytes = 3_000_000;
     })
     .await;
     let (_, key) = customer(&state, None).await;
@@ -435,15 +447,18 @@ async fn wait_returns_the_finished_job_or_202() {
     // A job nobody can process (enqueued on the DLQ, which no drainer here consumes): 202.
     let (_, info) = stack().await;
     let dlq_url = dlq_url(&info);
-    let dlq_arn = info.outputs["JobsDlqArn"].clone();
-    let stuck = state_with(|c| c.jobs_queue_url = dlq_url.clone()).await;
+    let dlq_arn = info
+        .output(resizer_aws::resources::JOBS_DLQ_ARN)
+        .unwrap()
+        .to_owned();
+    let stuck = state_with(|r, _| r.jobs_queue_url = dlq_url.clone()).await;
     let (_, key) = customer(&stuck, None).await;
     let started = std::time::Instant::now();
     let r = submit(&stuck, &key, "width=16&wait=1", png(32, 32), "image/png").await;
     assert_eq!(r.status, 202, "{}", r.json);
     assert_eq!(r.json["status"], "queued");
     assert!(started.elapsed() >= Duration::from_secs(1));
-    let cleanup = state_with(|c| c.jobs_dlq_arn = Some(dlq_arn.clone())).await;
+    let cleanup = state_with(|r, _| r.jobs_dlq_arn = Some(dlq_arn.clone())).await;
     process_dlq_message(&cleanup, &dlq_url, &dlq_arn, &job_id(&r)).await;
 
     // With the queue drained beside it, the same call answers 200 with the finished job.
@@ -474,7 +489,7 @@ fn resizer_bin() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn handlers_emit_embedded_metric_format_lines() {
-    let (metrics, lines) = resizer_aws::metrics::Metrics::memory();
+    let (metrics, lines) = resizer_app::Metrics::memory();
     let state = state().await.with_metrics(metrics);
     let (_, key) = customer(&state, None).await;
     let r = submit(
@@ -489,7 +504,7 @@ async fn handlers_emit_embedded_metric_format_lines() {
     let bad = submit(&state, &key, "width=0", png(40, 40), "image/png").await;
     assert_eq!(bad.status, 400);
     process_until_done(&state, &[id]).await;
-    resizer_aggregate::run(&state).await.unwrap();
+    state.app.aggregate().await.unwrap();
     let lines = lines.lock().unwrap().clone();
     let has = |metric: &str, dim: Option<(&str, &str)>| {
         lines.iter().any(|l| {

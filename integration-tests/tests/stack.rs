@@ -15,33 +15,21 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use resizer_app::SETTINGS_ENV;
+use resizer_aws::resources;
 use resizer_core::job::JobStatus;
-use resizer_integration_tests::{Error, OUTPUT_KEYS, Result, TestEnv, unique};
+use resizer_integration_tests::{Error, Result, TestEnv, unique};
 
 /// Environment variables every function gets (the Rust config reads them), and the stack output
-/// each resource-naming one must equal.
-const FUNCTION_ENV: [(&str, Option<&str>); 20] = [
-    ("STAGE", None),
-    ("STAGING_BUCKET", Some("StagingBucketName")),
-    ("RESULTS_BUCKET", Some("ResultsBucketName")),
-    ("JOBS_QUEUE_URL", Some("JobsQueueUrl")),
-    ("JOBS_DLQ_ARN", Some("JobsDlqArn")),
-    ("JOBS_TABLE", Some("JobsTableName")),
-    ("API_KEYS_TABLE", Some("ApiKeysTableName")),
-    ("CUSTOMERS_TABLE", Some("CustomersTableName")),
-    ("USAGE_TABLE", Some("UsageTableName")),
-    ("USAGE_ROLLUPS_TABLE", Some("UsageRollupsTableName")),
-    ("MAX_INLINE_BYTES", None),
-    ("MAX_UPLOAD_BYTES", None),
-    ("MAX_INPUT_PIXELS", None),
-    ("MAX_INPUT_SIDE", None),
-    ("MAX_OUTPUT_SIDE", None),
-    ("AUTH_CACHE_TTL_SECONDS", None),
-    ("RESULT_URL_TTL_SECONDS", None),
-    ("USAGE_SHARDS", None),
-    ("USAGE_LATE_WINDOW_HOURS", None),
-    ("RUST_LOG", None),
-];
+/// each resource-naming one must equal: the resources' list, the settings' list, and the log level.
+fn function_env() -> Vec<(&'static str, Option<&'static str>)> {
+    resources::ALL
+        .iter()
+        .filter_map(|r| Some((r.env?, Some(r.output))))
+        .chain(SETTINGS_ENV.iter().map(|e| (*e, None)))
+        .chain([("RUST_LOG", None)])
+        .collect()
+}
 
 fn now_epoch() -> i64 {
     SystemTime::now()
@@ -53,8 +41,8 @@ fn now_epoch() -> i64 {
 #[tokio::test]
 async fn stack_has_every_output() -> Result<()> {
     let env = TestEnv::load().await?;
-    for key in OUTPUT_KEYS {
-        env.stack.output(key)?;
+    for r in resources::ALL {
+        env.stack.output(r.output)?;
     }
     Ok(())
 }
@@ -325,7 +313,7 @@ async fn functions_have_the_template_configuration() -> Result<()> {
             .and_then(|e| e.variables())
             .cloned()
             .unwrap_or_default();
-        for (variable, output) in FUNCTION_ENV {
+        for (variable, output) in function_env() {
             let value = variables
                 .get(variable)
                 .ok_or_else(|| Error::msg(format!("{name}: no environment variable {variable}")))?;

@@ -1,46 +1,9 @@
-//! One error type for every adapter, classified the way callers need it: is it worth a retry?
+//! Every SDK error classified into the ports' [`StoreError`]: is it worth a retry?
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-
-/// A failed call to S3, SQS or DynamoDB.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The object or item does not exist.
-    #[error("{op}: not found")]
-    NotFound { op: &'static str },
-    /// A condition expression refused the write (e.g. a backward state change).
-    #[error("{op}: condition failed")]
-    Conflict { op: &'static str },
-    /// Throttling, a 5xx, a timeout or a connection failure: worth retrying later.
-    #[error("{op}: dependency unavailable: {detail}")]
-    Unavailable { op: &'static str, detail: String },
-    /// Anything else (access denied, validation, a bug of ours): retrying will not help.
-    #[error("{op}: {detail}")]
-    Other { op: &'static str, detail: String },
-}
-
-impl StoreError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. })
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::NotFound { .. })
-    }
-
-    pub fn is_conflict(&self) -> bool {
-        matches!(self, StoreError::Conflict { .. })
-    }
-
-    pub fn other(op: &'static str, detail: impl Into<String>) -> Self {
-        StoreError::Other {
-            op,
-            detail: detail.into(),
-        }
-    }
-}
+pub use resizer_app::StoreError;
 
 /// Error codes that mean "slow down", across S3, SQS and DynamoDB.
 const THROTTLING: &[&str] = &[

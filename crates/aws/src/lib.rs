@@ -1,18 +1,19 @@
-//! Resizer's AWS adapters: S3, SQS and DynamoDB, presigning, and configuration from the
-//! environment. One [`AppState`] is built at cold start and lent to every invocation.
+//! Resizer's AWS adapters: S3 buckets, the SQS queue and the DynamoDB tables, each bound to its
+//! resource and implementing the application's ports; the stack's resource names; the SDK
+//! configuration.
 
-pub mod auth;
-pub mod config;
 pub mod dynamo;
 pub mod error;
-pub mod metrics;
+pub mod resources;
 pub mod s3;
+pub mod sdk;
 pub mod sqs;
 #[cfg(feature = "stack")]
 pub mod stack;
-pub mod state;
 pub mod telemetry;
+pub mod wire;
 
-pub use config::{Config, ConfigError};
 pub use error::StoreError;
-pub use state::{AppState, Clock, load_sdk_config};
+pub use resources::Resources;
+pub use sdk::load_sdk_config;
+pub use wire::{Adapters, app, app_from_env};

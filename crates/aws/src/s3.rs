@@ -1,51 +1,45 @@
-//! The S3 adapter: staging and results objects, and presigned URLs.
+//! The S3 adapter: one bucket (staging, results or the usage archive), and presigned URLs into it.
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use resizer_app::ports::{ObjectHead, ObjectStore, Presigned};
 use time::OffsetDateTime;
 
 use crate::error::{StoreError, classify};
 
-/// An object's size and type, from a HEAD request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectHead {
-    pub size: u64,
-    pub content_type: Option<String>,
-}
-
-/// A presigned request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Presigned {
-    pub url: String,
-    pub expires_at: OffsetDateTime,
-}
-
+/// One bucket.
 #[derive(Debug, Clone)]
-pub struct S3Store {
+pub struct S3Bucket {
     client: aws_sdk_s3::Client,
+    bucket: String,
 }
 
-impl S3Store {
-    pub fn new(client: aws_sdk_s3::Client) -> Self {
-        Self { client }
+impl S3Bucket {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
     }
 
-    pub async fn put(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), StoreError> {
+    pub fn name(&self) -> &str {
+        &self.bucket
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Bucket {
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
         self.client
             .put_object()
-            .bucket(bucket)
+            .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(body))
@@ -55,18 +49,11 @@ impl S3Store {
         Ok(())
     }
 
-    /// Reads a whole object. `max_bytes` guards memory: a larger object is an error before its
-    /// body is read.
-    pub async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        max_bytes: u64,
-    ) -> Result<Vec<u8>, StoreError> {
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
         let out = self
             .client
             .get_object()
-            .bucket(bucket)
+            .bucket(&self.bucket)
             .key(key)
             .send()
             .await
@@ -89,12 +76,11 @@ impl S3Store {
         Ok(data.into_bytes().to_vec())
     }
 
-    /// Reads the first `n` bytes of an object (enough for a header).
-    pub async fn get_prefix(&self, bucket: &str, key: &str, n: u64) -> Result<Vec<u8>, StoreError> {
+    async fn get_prefix(&self, key: &str, n: u64) -> Result<Vec<u8>, StoreError> {
         let out = self
             .client
             .get_object()
-            .bucket(bucket)
+            .bucket(&self.bucket)
             .key(key)
             .range(format!("bytes=0-{}", n.saturating_sub(1)))
             .send()
@@ -113,11 +99,11 @@ impl S3Store {
         Ok(v)
     }
 
-    pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, StoreError> {
+    async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
         let out = self
             .client
             .head_object()
-            .bucket(bucket)
+            .bucket(&self.bucket)
             .key(key)
             .send()
             .await
@@ -128,10 +114,10 @@ impl S3Store {
         })
     }
 
-    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_object()
-            .bucket(bucket)
+            .bucket(&self.bucket)
             .key(key)
             .send()
             .await
@@ -139,20 +125,15 @@ impl S3Store {
         Ok(())
     }
 
-    /// A presigned GET URL, valid for `ttl` from now (wall-clock time, whatever the app clock says:
-    /// a URL is only useful if S3 accepts it). Signing is local: no request is sent.
-    pub async fn presign_get(
-        &self,
-        bucket: &str,
-        key: &str,
-        ttl: Duration,
-    ) -> Result<Presigned, StoreError> {
+    /// Valid for `ttl` from now by the wall clock, whatever the app clock says: a URL is only
+    /// useful if S3 accepts it.
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
         let now = OffsetDateTime::now_utc();
         let cfg = presigning(ttl, now)?;
         let req = self
             .client
             .get_object()
-            .bucket(bucket)
+            .bucket(&self.bucket)
             .key(key)
             .presigned(cfg)
             .await
@@ -163,19 +144,13 @@ impl S3Store {
         })
     }
 
-    /// A presigned PUT URL, valid for `ttl`.
-    pub async fn presign_put(
-        &self,
-        bucket: &str,
-        key: &str,
-        ttl: Duration,
-    ) -> Result<Presigned, StoreError> {
+    async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
         let now = OffsetDateTime::now_utc();
         let cfg = presigning(ttl, now)?;
         let req = self
             .client
             .put_object()
-            .bucket(bucket)
+            .bucket(&self.bucket)
             .key(key)
             .presigned(cfg)
             .await

@@ -1,19 +1,25 @@
-//! The SQS adapter: the jobs queue.
+//! The SQS adapter: one queue (the jobs queue or its dead-letter queue), bound to its URL.
 
+use async_trait::async_trait;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use resizer_app::ports::JobQueue;
 use resizer_core::job::JobMessage;
 
 use crate::error::{StoreError, classify};
+use crate::sdk::CONNECT_TIMEOUT;
 
 #[derive(Debug, Clone)]
-pub struct JobQueue {
+pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
 }
 
-impl JobQueue {
-    pub fn new(client: aws_sdk_sqs::Client, url: String) -> Self {
-        Self { client, url }
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
     }
 
     pub fn client(&self) -> &aws_sdk_sqs::Client {
@@ -24,31 +30,18 @@ impl JobQueue {
         &self.url
     }
 
-    /// Enqueues a job.
-    pub async fn send(&self, msg: &JobMessage) -> Result<(), StoreError> {
-        let body = serde_json::to_string(msg).expect("a job message always serialises");
-        self.client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| classify("sqs:SendMessage", e))?;
-        Ok(())
-    }
-
-    /// Long-polls `queue_url` the way an event source mapping does, with the system attributes
-    /// Lambda puts in SQS events.
+    /// Long-polls the queue the way an event source mapping does, with the system attributes
+    /// Lambda puts in SQS events. (Operators' and tests' tool: in the deployed stack the event
+    /// source mappings receive.)
     pub async fn receive(
         &self,
-        queue_url: &str,
         max_messages: i32,
         wait_seconds: i32,
     ) -> Result<Vec<Message>, StoreError> {
         let out = self
             .client
             .receive_message()
-            .queue_url(queue_url)
+            .queue_url(&self.url)
             .max_number_of_messages(max_messages)
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
@@ -61,10 +54,10 @@ impl JobQueue {
         Ok(out.messages.unwrap_or_default())
     }
 
-    pub async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), StoreError> {
+    pub async fn delete(&self, receipt_handle: &str) -> Result<(), StoreError> {
         self.client
             .delete_message()
-            .queue_url(queue_url)
+            .queue_url(&self.url)
             .receipt_handle(receipt_handle)
             .send()
             .await
@@ -73,20 +66,30 @@ impl JobQueue {
     }
 
     /// Makes a received message visible again after `seconds` (0: at once).
-    pub async fn release(
-        &self,
-        queue_url: &str,
-        receipt_handle: &str,
-        seconds: i32,
-    ) -> Result<(), StoreError> {
+    pub async fn release(&self, receipt_handle: &str, seconds: i32) -> Result<(), StoreError> {
         self.client
             .change_message_visibility()
-            .queue_url(queue_url)
+            .queue_url(&self.url)
             .receipt_handle(receipt_handle)
             .visibility_timeout(seconds)
             .send()
             .await
             .map_err(|e| classify("sqs:ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqsQueue {
+    async fn send(&self, msg: &JobMessage) -> Result<(), StoreError> {
+        let body = serde_json::to_string(msg).expect("a job message always serialises");
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:SendMessage", e))?;
         Ok(())
     }
 }
@@ -100,7 +103,7 @@ fn long_poll_timeouts(wait_seconds: i32) -> aws_sdk_sqs::config::Builder {
     let margin = std::time::Duration::from_secs(10);
     aws_sdk_sqs::config::Builder::default().timeout_config(
         aws_smithy_types::timeout::TimeoutConfig::builder()
-            .connect_timeout(crate::state::CONNECT_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
             .operation_attempt_timeout(wait + margin)
             .operation_timeout(wait + margin * 2)
             .build(),

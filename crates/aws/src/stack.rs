@@ -1,27 +1,14 @@
 //! Reading a deployed stack's outputs (CloudFormation), for tools that run outside Lambda: the
-//! `resizer` CLI and the local gateway. Functions get the same names through their environment.
+//! `resizer` CLI, the local gateway and the tests. Functions get the same names through their
+//! environment; [`crate::resources`] lists both.
 
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
+use resizer_app::{App, ConfigError, Settings};
 
-use crate::config::{Config, ConfigError};
 use crate::error::{StoreError, classify};
-
-/// Stack output → the environment variable a function gets for it.
-pub const OUTPUT_ENV: &[(&str, &str)] = &[
-    ("StagingBucketName", "STAGING_BUCKET"),
-    ("ResultsBucketName", "RESULTS_BUCKET"),
-    ("JobsQueueUrl", "JOBS_QUEUE_URL"),
-    ("JobsDlqUrl", "JOBS_DLQ_URL"),
-    ("JobsDlqArn", "JOBS_DLQ_ARN"),
-    ("JobsQueueArn", "JOBS_QUEUE_ARN"),
-    ("JobsTableName", "JOBS_TABLE"),
-    ("ApiKeysTableName", "API_KEYS_TABLE"),
-    ("CustomersTableName", "CUSTOMERS_TABLE"),
-    ("UsageTableName", "USAGE_TABLE"),
-    ("UsageRollupsTableName", "USAGE_ROLLUPS_TABLE"),
-];
+use crate::resources::{self, Resource, Resources};
 
 /// A deployed stack's outputs and parameters.
 #[derive(Debug, Clone, Default)]
@@ -65,17 +52,31 @@ impl StackInfo {
         })
     }
 
+    /// One output's value.
+    pub fn output(&self, r: Resource) -> Option<&str> {
+        self.outputs.get(r.output).map(String::as_str)
+    }
+
     /// The value a function would see in env var `name`: the matching output, else the process
     /// environment (limits and TTLs can be overridden that way).
     pub fn env(&self, name: &str) -> Option<String> {
-        OUTPUT_ENV
+        resources::ALL
             .iter()
-            .find(|(_, env)| *env == name)
-            .and_then(|(out, _)| self.outputs.get(*out).cloned())
+            .find(|r| r.env == Some(name))
+            .and_then(|r| self.output(*r).map(str::to_owned))
             .or_else(|| std::env::var(name).ok())
     }
 
-    pub fn config(&self) -> Result<Config, ConfigError> {
-        Config::from_lookup(|k| self.env(k))
+    pub fn resources(&self) -> Result<Resources, ConfigError> {
+        Resources::from_lookup(|k| self.env(k))
+    }
+
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|k| self.env(k))
+    }
+
+    /// An [`App`] on this stack's resources, with settings from the environment.
+    pub fn app(&self, sdk: &SdkConfig) -> Result<App, ConfigError> {
+        Ok(crate::wire::app(sdk, &self.resources()?, self.settings()?))
     }
 }

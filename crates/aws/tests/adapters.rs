@@ -18,10 +18,11 @@ use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::types::error::NoSuchKey;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
+use resizer_app::ports::{Claim, Finish, JobStore, ObjectStore, UsageLog};
 use resizer_aws::StoreError;
-use resizer_aws::dynamo::{Claim, Finish, TableNames, Tables};
-use resizer_aws::s3::S3Store;
-use resizer_core::job::{InputMeta, Job, JobStatus};
+use resizer_aws::dynamo::{JobsTable, UsageTable};
+use resizer_aws::s3::S3Bucket;
+use resizer_core::job::{InputMeta, Job, JobStatus, Source};
 use resizer_core::transform::{Format, TransformSpec};
 use resizer_core::usage::{HourKey, Outcome, UsageRecord};
 use time::macros::datetime;
@@ -31,14 +32,10 @@ fn meta(code: &str) -> ErrorMetadata {
     ErrorMetadata::builder().code(code).build()
 }
 
-fn names() -> TableNames {
-    TableNames {
-        jobs: "jobs".into(),
-        api_keys: "keys".into(),
-        customers: "customers".into(),
-        usage: "usage".into(),
-        usage_rollups: "rollups".into(),
-    }
+/// The jobs table (with the usage table of its finish transaction) on a mocked client.
+fn jobs(client: aws_sdk_dynamodb::Client) -> JobsTable {
+    let usage = UsageTable::new(client.clone(), "usage", 16);
+    JobsTable::new(client, "jobs", usage)
 }
 
 fn job(status: JobStatus) -> Job {
@@ -51,7 +48,7 @@ fn job(status: JobStatus) -> Job {
             height: 300,
             bytes: 1234,
         },
-        "inline/cus_test/x".into(),
+        Source::Inline,
         datetime!(2026-11-25 10:00 UTC),
     );
     j.status = status;
@@ -86,8 +83,8 @@ async fn s3_missing_objects_are_not_found_and_5xx_is_retryable() {
     let missing = mock!(aws_sdk_s3::Client::get_object).then_error(|| {
         GetObjectError::NoSuchKey(NoSuchKey::builder().meta(meta("NoSuchKey")).build())
     });
-    let s3 = S3Store::new(mock_client!(aws_sdk_s3, [&missing]));
-    let err = s3.get("b", "k", 10).await.unwrap_err();
+    let s3 = S3Bucket::new(mock_client!(aws_sdk_s3, [&missing]), "b");
+    let err = s3.get("k", 10).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(!err.is_retryable());
 
@@ -96,8 +93,8 @@ async fn s3_missing_objects_are_not_found_and_5xx_is_retryable() {
         .http_status(503, None)
         .repeatedly()
         .build();
-    let s3 = S3Store::new(mock_client!(aws_sdk_s3, [&down]));
-    let err = s3.get("b", "k", 10).await.unwrap_err();
+    let s3 = S3Bucket::new(mock_client!(aws_sdk_s3, [&down]), "b");
+    let err = s3.get("k", 10).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert!(matches!(err, StoreError::Unavailable { .. }));
 }
@@ -116,8 +113,8 @@ async fn dynamodb_throttling_is_retryable() {
         })
         .repeatedly()
         .build();
-    let t = Tables::new(mock_client!(aws_sdk_dynamodb, [&throttled]), names(), 16);
-    let err = t.get_job(&job(JobStatus::Queued).job_id).await.unwrap_err();
+    let t = jobs(mock_client!(aws_sdk_dynamodb, [&throttled]));
+    let err = t.get(&job(JobStatus::Queued).job_id).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
 }
 
@@ -134,12 +131,12 @@ async fn claiming_a_finished_job_reports_it_finished() {
     let d = done.clone();
     let read = mock!(aws_sdk_dynamodb::Client::get_item)
         .then_output(move || GetItemOutput::builder().set_item(Some(item(&d))).build());
-    let t = Tables::new(
-        mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&refused, &read]),
-        names(),
-        16,
-    );
-    let claim = t.claim_job(&done.job_id, done.created_at).await.unwrap();
+    let t = jobs(mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        [&refused, &read]
+    ));
+    let claim = t.claim(&done.job_id, done.created_at).await.unwrap();
     assert_eq!(claim, Claim::Finished(done));
 }
 
@@ -154,14 +151,14 @@ async fn claiming_a_job_that_does_not_exist_reports_it_missing() {
     });
     let read =
         mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
-    let t = Tables::new(
-        mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&refused, &read]),
-        names(),
-        16,
-    );
+    let t = jobs(mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        [&refused, &read]
+    ));
     let j = job(JobStatus::Queued);
     assert_eq!(
-        t.claim_job(&j.job_id, j.created_at).await.unwrap(),
+        t.claim(&j.job_id, j.created_at).await.unwrap(),
         Claim::Missing
     );
 }
@@ -193,11 +190,9 @@ async fn a_claim_is_a_conditional_update_from_queued_or_processing() {
                 .set_attributes(Some(item(&c)))
                 .build()
         });
-    let t = Tables::new(mock_client!(aws_sdk_dynamodb, [&update]), names(), 16);
+    let t = jobs(mock_client!(aws_sdk_dynamodb, [&update]));
     assert_eq!(
-        t.claim_job(&claimed.job_id, claimed.created_at)
-            .await
-            .unwrap(),
+        t.claim(&claimed.job_id, claimed.created_at).await.unwrap(),
         Claim::Claimed(claimed)
     );
     assert_eq!(update.num_calls(), 1);
@@ -240,18 +235,15 @@ async fn finishing_is_one_transaction_and_a_lost_race_is_not_an_error() {
                     .is_some_and(|p| p.table_name() == "usage" && p.item().contains_key("pk"))
         })
         .then_output(|| TransactWriteItemsOutput::builder().build());
-    let t = Tables::new(mock_client!(aws_sdk_dynamodb, [&ok]), names(), 16);
-    assert_eq!(
-        t.finish_job(&j, &usage(&j)).await.unwrap(),
-        Finish::Recorded
-    );
+    let t = jobs(mock_client!(aws_sdk_dynamodb, [&ok]));
+    assert_eq!(t.finish(&j, &usage(&j)).await.unwrap(), Finish::Recorded);
     assert_eq!(ok.num_calls(), 1);
 
     let lost = mock!(aws_sdk_dynamodb::Client::transact_write_items)
         .then_error(|| cancelled(&[Some("ConditionalCheckFailed"), Some("None")]));
-    let t = Tables::new(mock_client!(aws_sdk_dynamodb, [&lost]), names(), 16);
+    let t = jobs(mock_client!(aws_sdk_dynamodb, [&lost]));
     assert_eq!(
-        t.finish_job(&j, &usage(&j)).await.unwrap(),
+        t.finish(&j, &usage(&j)).await.unwrap(),
         Finish::AlreadyFinished
     );
 
@@ -260,8 +252,8 @@ async fn finishing_is_one_transaction_and_a_lost_race_is_not_an_error() {
         .error(|| cancelled(&[Some("ThrottlingError"), Some("None")]))
         .repeatedly()
         .build();
-    let t = Tables::new(mock_client!(aws_sdk_dynamodb, [&busy]), names(), 16);
-    let err = t.finish_job(&j, &usage(&j)).await.unwrap_err();
+    let t = jobs(mock_client!(aws_sdk_dynamodb, [&busy]));
+    let err = t.finish(&j, &usage(&j)).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
 }
 
@@ -282,12 +274,12 @@ async fn reading_an_hour_follows_every_page_of_every_shard() {
     let page2 = mock!(aws_sdk_dynamodb::Client::query)
         .match_requests(|req| req.exclusive_start_key().is_some())
         .then_output(move || QueryOutput::builder().items(r2.clone()).build());
-    let t = Tables::new(
+    let t = UsageTable::new(
         mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&page1, &page2]),
-        names(),
+        "usage",
         2,
     );
-    let records = t.usage_of_hour(HourKey::of(j.created_at)).await.unwrap();
+    let records = t.records_of_hour(HourKey::of(j.created_at)).await.unwrap();
     assert_eq!(records.len(), 4, "2 shards x 2 pages");
     assert_eq!(page1.num_calls(), 2);
     assert_eq!(page2.num_calls(), 2);

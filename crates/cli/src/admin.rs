@@ -1,12 +1,12 @@
 //! `resizer admin`: the management plane, straight to DynamoDB.
 
 use clap::{Args, Subcommand};
-use resizer_aws::AppState;
+use resizer_app::App;
 use resizer_core::key::{ApiKey, Customer, CustomerStatus, KeyRecord, is_customer_id};
-use resizer_core::usage::{Totals, UsageRange, period_label};
+use resizer_core::usage::{Totals, UsageRange};
 use time::format_description::well_known::Rfc3339;
 
-use crate::{CliError, CliResult, load_state, table};
+use crate::{CliError, CliResult, load_app, table};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -89,7 +89,7 @@ enum KeyCommand {
 }
 
 pub async fn run(args: AdminArgs) -> CliResult {
-    let state = load_state(args.stack.as_deref()).await?;
+    let state = load_app(args.stack.as_deref()).await?;
     match args.command {
         AdminCommand::Customer(c) => customer(&state, c).await,
         AdminCommand::Key(k) => key(&state, k).await,
@@ -106,44 +106,41 @@ fn ts(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-async fn require_customer(state: &AppState, id: &str) -> CliResult<Customer> {
+async fn require_customer(state: &App, id: &str) -> CliResult<Customer> {
     if !is_customer_id(id) {
         return Err(CliError::new(format!(
             "{id:?} is not a customer id (cus_…)"
         )));
     }
     state
-        .tables
+        .stores
+        .accounts
         .get_customer(id)
         .await?
         .ok_or_else(|| CliError::new(format!("no customer {id}")))
 }
 
 /// Creates a customer (used by `resizer dev` for its demo customer too).
-pub async fn create_customer(
-    state: &AppState,
-    name: &str,
-    quota: Option<u64>,
-) -> CliResult<Customer> {
+pub async fn create_customer(state: &App, name: &str, quota: Option<u64>) -> CliResult<Customer> {
     if name.trim().is_empty() {
         return Err(CliError::new("--name must not be empty"));
     }
     let mut c = Customer::new(name.trim(), state.now());
     c.monthly_job_quota = quota;
-    state.tables.put_new_customer(&c).await?;
+    state.stores.accounts.put_new_customer(&c).await?;
     Ok(c)
 }
 
 /// Creates a key for an existing customer; returns the full key (shown once).
-pub async fn create_key(state: &AppState, customer_id: &str) -> CliResult<(KeyRecord, ApiKey)> {
+pub async fn create_key(state: &App, customer_id: &str) -> CliResult<(KeyRecord, ApiKey)> {
     let c = require_customer(state, customer_id).await?;
     let key = ApiKey::generate();
     let record = KeyRecord::new(&key, &c.customer_id, state.now());
-    state.tables.put_new_key(&record).await?;
+    state.stores.accounts.put_new_key(&record).await?;
     Ok((record, key))
 }
 
-async fn customer(state: &AppState, cmd: CustomerCommand) -> CliResult {
+async fn customer(state: &App, cmd: CustomerCommand) -> CliResult {
     match cmd {
         CustomerCommand::Create { name, quota } => {
             let c = create_customer(state, &name, quota).await?;
@@ -151,7 +148,8 @@ async fn customer(state: &AppState, cmd: CustomerCommand) -> CliResult {
         }
         CustomerCommand::List => {
             let rows: Vec<Vec<String>> = state
-                .tables
+                .stores
+                .accounts
                 .list_customers()
                 .await?
                 .into_iter()
@@ -183,18 +181,20 @@ async fn customer(state: &AppState, cmd: CustomerCommand) -> CliResult {
         CustomerCommand::Disable { customer_id } => {
             require_customer(state, &customer_id).await?;
             state
-                .tables
+                .stores
+                .accounts
                 .set_customer_status(&customer_id, CustomerStatus::Disabled)
                 .await?;
             println!(
                 "{customer_id} disabled; its keys are refused within {} s",
-                state.config.auth_cache_ttl.as_secs()
+                state.settings.auth_cache_ttl.as_secs()
             );
         }
         CustomerCommand::Enable { customer_id } => {
             require_customer(state, &customer_id).await?;
             state
-                .tables
+                .stores
+                .accounts
                 .set_customer_status(&customer_id, CustomerStatus::Active)
                 .await?;
             println!("{customer_id} enabled");
@@ -206,7 +206,11 @@ async fn customer(state: &AppState, cmd: CustomerCommand) -> CliResult {
         } => {
             require_customer(state, &customer_id).await?;
             let quota = if unlimited { None } else { jobs };
-            state.tables.set_customer_quota(&customer_id, quota).await?;
+            state
+                .stores
+                .accounts
+                .set_customer_quota(&customer_id, quota)
+                .await?;
             match quota {
                 Some(q) => println!("{customer_id}: monthly quota {q} jobs"),
                 None => println!("{customer_id}: unlimited"),
@@ -216,7 +220,7 @@ async fn customer(state: &AppState, cmd: CustomerCommand) -> CliResult {
     Ok(())
 }
 
-async fn key(state: &AppState, cmd: KeyCommand) -> CliResult {
+async fn key(state: &App, cmd: KeyCommand) -> CliResult {
     match cmd {
         KeyCommand::Create { customer } => {
             let (record, key) = create_key(state, &customer).await?;
@@ -229,7 +233,8 @@ async fn key(state: &AppState, cmd: KeyCommand) -> CliResult {
         KeyCommand::List { customer } => {
             require_customer(state, &customer).await?;
             let rows: Vec<Vec<String>> = state
-                .tables
+                .stores
+                .accounts
                 .list_keys(&customer)
                 .await?
                 .into_iter()
@@ -249,7 +254,8 @@ async fn key(state: &AppState, cmd: KeyCommand) -> CliResult {
         }
         KeyCommand::Revoke { key_id } => {
             state
-                .tables
+                .stores
+                .accounts
                 .revoke_key(&key_id, state.now())
                 .await
                 .map_err(|e| {
@@ -261,7 +267,7 @@ async fn key(state: &AppState, cmd: KeyCommand) -> CliResult {
                 })?;
             println!(
                 "{key_id} revoked; it is refused within {} s (the auth cache TTL)",
-                state.config.auth_cache_ttl.as_secs()
+                state.settings.auth_cache_ttl.as_secs()
             );
         }
     }
@@ -269,7 +275,7 @@ async fn key(state: &AppState, cmd: KeyCommand) -> CliResult {
 }
 
 async fn usage(
-    state: &AppState,
+    state: &App,
     customer: &str,
     from: Option<String>,
     to: Option<String>,
@@ -284,12 +290,12 @@ async fn usage(
     )
     .map_err(|e| CliError::new(e.message))?;
     let (lo, hi) = range.sort_key_bounds();
-    let rows = state.tables.rollups_between(customer, &lo, &hi).await?;
+    let rows = state.stores.rollups.between(customer, lo, hi).await?;
     let mut total = Totals::default();
     let mut out: Vec<Vec<String>> = Vec::new();
     for (period, t) in &rows {
         total.merge(t);
-        out.push(row(period_label(period), t));
+        out.push(row(&period.label(), t));
     }
     out.push(row("total", &total));
     let mut headers = vec!["period"];

@@ -6,7 +6,12 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use resizer_core::contract::{ErrorBody, JobResource, UploadResource, UsageResource};
+use resizer_core::usage::Totals;
+use serde::Deserialize as _;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
 
 use crate::{CliError, CliResult, table};
 
@@ -123,8 +128,15 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
+    /// Sends a request and reads the resource it answers with.
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> CliResult<T> {
+        let body = self.send_raw(req).await?;
+        serde_json::from_value(body)
+            .map_err(|e| CliError::new(format!("unexpected answer from {}: {e}", self.base)))
+    }
+
     /// Sends a request; turns an API error body into its message.
-    async fn send(&self, req: reqwest::RequestBuilder) -> CliResult<(reqwest::StatusCode, Value)> {
+    async fn send_raw(&self, req: reqwest::RequestBuilder) -> CliResult<Value> {
         let resp = req.bearer_auth(&self.key).send().await.map_err(|e| {
             CliError::new(format!("cannot reach {}: {}", self.base, root_cause(&e)))
         })?;
@@ -135,7 +147,7 @@ impl Api {
             .map_err(|e| CliError::new(format!("reading the response: {e}")))?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            Ok((status, body))
+            Ok(body)
         } else {
             Err(api_error(status, &body))
         }
@@ -143,14 +155,15 @@ impl Api {
 }
 
 fn api_error(status: reqwest::StatusCode, body: &Value) -> CliError {
-    let e = &body["error"];
-    match (e["code"].as_str(), e["message"].as_str()) {
-        (Some(code), Some(msg)) => CliError::new(format!(
-            "{} {code}: {msg} (request_id {})",
+    match ErrorBody::deserialize(body) {
+        Ok(ErrorBody { error: e }) => CliError::new(format!(
+            "{} {}: {} (request_id {})",
             status.as_u16(),
-            e["request_id"].as_str().unwrap_or("?")
+            e.code,
+            e.message,
+            e.request_id
         )),
-        _ => CliError::new(format!("{status}: {body}")),
+        Err(_) => CliError::new(format!("{status}: {body}")),
     }
 }
 
@@ -243,7 +256,7 @@ pub async fn resize(a: ResizeArgs) -> CliResult {
     let mime = sniff_mime(&data);
     let wait = a.timeout.clamp(1, 20);
     let mut query = params(&a);
-    let (_, mut job) = if len <= INLINE_MAX {
+    let mut job: JobResource = if len <= INLINE_MAX {
         query.push(("wait", wait.to_string()));
         let pb = progress(len, "upload");
         let r = api
@@ -259,21 +272,18 @@ pub async fn resize(a: ResizeArgs) -> CliResult {
         pb.finish_and_clear();
         r?
     } else {
-        let (_, upload) = api.send(api.http.post(api.url("/v1/uploads"))).await?;
-        let url = upload["url"]
-            .as_str()
-            .ok_or_else(|| CliError::new("the upload answer has no url"))?;
-        let max = upload["max_bytes"].as_u64().unwrap_or(u64::MAX);
-        if len > max {
+        let upload: UploadResource = api.send(api.http.post(api.url("/v1/uploads"))).await?;
+        if len > upload.max_bytes {
             return Err(CliError::new(format!(
-                "{} is {len} bytes, over the upload limit of {max} bytes",
-                a.file.display()
+                "{} is {len} bytes, over the upload limit of {} bytes",
+                a.file.display(),
+                upload.max_bytes
             )));
         }
         let pb = progress(len, "upload");
         let put = api
             .http
-            .put(url)
+            .put(&upload.url)
             .header("content-type", mime)
             .header("content-length", len)
             .body(streamed(data, pb.clone()))
@@ -287,7 +297,7 @@ pub async fn resize(a: ResizeArgs) -> CliResult {
                 put.status()
             )));
         }
-        let mut body = json!({"upload_id": upload["upload_id"], "wait": wait});
+        let mut body = json!({"upload_id": upload.upload_id, "wait": wait});
         for (k, v) in &query {
             body[*k] = json!(v);
         }
@@ -295,51 +305,45 @@ pub async fn resize(a: ResizeArgs) -> CliResult {
             .await?
     };
     let deadline = started + Duration::from_secs(a.timeout);
-    while !matches!(job["status"].as_str(), Some("done" | "failed")) {
+    while !job.status.is_terminal() {
         if Instant::now() >= deadline {
             return Err(CliError::new(format!(
                 "job {} still {} after {} s; check it later with `resizer jobs get {}`",
-                job["job_id"].as_str().unwrap_or("?"),
-                job["status"].as_str().unwrap_or("?"),
-                a.timeout,
-                job["job_id"].as_str().unwrap_or("?")
+                job.job_id, job.status, a.timeout, job.job_id
             )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let path = job["status_url"].as_str().unwrap_or("/v1/jobs").to_owned();
-        job = api.send(api.http.get(api.url(&path))).await?.1;
+        job = api.send(api.http.get(api.url(&job.status_url))).await?;
     }
-    if job["status"] == "failed" {
+    if let Some(e) = &job.error {
         return Err(CliError::new(format!(
             "job {} failed: {}: {}",
-            job["job_id"].as_str().unwrap_or("?"),
-            job["error"]["code"].as_str().unwrap_or("?"),
-            job["error"]["message"].as_str().unwrap_or("?")
+            job.job_id, e.code, e.message
         )));
     }
-    let result = &job["result"];
-    let url = result["url"]
-        .as_str()
+    let result = job
+        .result
+        .as_ref()
         .ok_or_else(|| CliError::new("the finished job has no result url"))?;
-    let format = result["format"].as_str().unwrap_or("bin");
+    let format = result.format.as_str();
     let out = a
         .output
         .clone()
         .unwrap_or_else(|| default_output(&a.file, format));
-    let bytes = download(&api.http, url, result["bytes"].as_u64().unwrap_or(0)).await?;
+    let bytes = download(&api.http, &result.url, result.bytes).await?;
     std::fs::write(&out, &bytes)
         .map_err(|e| CliError::new(format!("cannot write {}: {e}", out.display())))?;
     println!(
         "{}: {}x{} {format}, {} bytes (from {}x{} {}, {len} bytes) in {:.2} s, job {}",
         out.display(),
-        result["width"],
-        result["height"],
+        result.width,
+        result.height,
         bytes.len(),
-        job["input"]["width"],
-        job["input"]["height"],
-        job["input"]["format"].as_str().unwrap_or("?"),
+        job.input.width,
+        job.input.height,
+        job.input.format,
         started.elapsed().as_secs_f64(),
-        job["job_id"].as_str().unwrap_or("?"),
+        job.job_id,
     );
     Ok(())
 }
@@ -390,8 +394,8 @@ pub async fn usage(a: UsageArgs) -> CliResult {
             q.push((k, v));
         }
     }
-    let (_, body) = api
-        .send(api.http.get(api.url("/v1/usage")).query(&q))
+    let body = api
+        .send_raw(api.http.get(api.url("/v1/usage")).query(&q))
         .await?;
     if a.json {
         println!(
@@ -400,33 +404,26 @@ pub async fn usage(a: UsageArgs) -> CliResult {
         );
         return Ok(());
     }
-    let fields = resizer_core::usage::Totals::FIELDS;
-    let row = |label: String, v: &Value| -> Vec<String> {
+    let usage: UsageResource = serde_json::from_value(body)
+        .map_err(|e| CliError::new(format!("unexpected answer from {}: {e}", api.base)))?;
+    let row = |label: String, t: &Totals| -> Vec<String> {
         std::iter::once(label)
-            .chain(
-                fields
-                    .iter()
-                    .map(|f| v[*f].as_u64().unwrap_or(0).to_string()),
-            )
+            .chain(t.values().iter().map(u64::to_string))
             .collect()
     };
-    let mut rows: Vec<Vec<String>> = body["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|i| row(i["period"].as_str().unwrap_or("?").to_owned(), i))
-                .collect()
-        })
-        .unwrap_or_default();
-    rows.push(row("total".into(), &body["totals"]));
+    let mut rows: Vec<Vec<String>> = usage
+        .items
+        .iter()
+        .map(|i| row(i.period.clone(), &i.totals))
+        .collect();
+    rows.push(row("total".into(), &usage.totals));
     let mut headers = vec!["period"];
-    headers.extend(fields);
+    headers.extend(Totals::FIELDS);
     println!(
         "{} usage from {} to {}",
-        body["granularity"].as_str().unwrap_or("?"),
-        body["from"].as_str().unwrap_or("?"),
-        body["to"].as_str().unwrap_or("?")
+        usage.granularity,
+        usage.from.format(&Rfc3339).unwrap_or_default(),
+        usage.to.format(&Rfc3339).unwrap_or_default()
     );
     print!("{}", table::render(&headers, &rows));
     Ok(())
@@ -437,7 +434,7 @@ pub async fn jobs(a: JobsArgs) -> CliResult {
     match a.command {
         JobsCommand::Get { job_id } => {
             let path = format!("/v1/jobs/{job_id}");
-            let (_, body) = api.send(api.http.get(api.url(&path))).await?;
+            let body = api.send_raw(api.http.get(api.url(&path))).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&body).unwrap_or_default()

@@ -2,9 +2,9 @@
 //!
 //! Community LocalStack cannot run the functions (no Docker here) nor create the HTTP API, so this
 //! process does what AWS would, with the real handlers:
-//! - **API Gateway (HTTP API, payload 2.0):** each HTTP request becomes the event API Gateway
-//!   would send (binary bodies base64-encoded, the 10 MB payload limit, Lambda's 6 MB invoke
-//!   limit) and the handler's response is turned back into HTTP;
+//! - **API Gateway (HTTP API, payload 2.0):** the api function's router serves HTTP as it is,
+//!   behind API Gateway's 10 MB payload limit and Lambda's 6 MB invoke limit (on the base64
+//!   body), which answer with API Gateway's own bare 413;
 //! - **SQS event source mappings:** workers long-poll the jobs queue (and its DLQ) with the
 //!   template's batch size, call the resize handler with a real SQS event, delete what it
 //!   consumed, and leave what it reported failed for redelivery;
@@ -16,18 +16,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::encodings::Body as LambdaBody;
 use aws_lambda_events::event::sqs::SqsEvent;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
+use axum::middleware::Next;
 use axum::response::Response;
-use base64::Engine as _;
 use clap::Args;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use lambda_runtime::{Context, LambdaEvent};
-use resizer_aws::AppState;
+use resizer_app::App;
+use resizer_aws::resources;
+use resizer_aws::sqs::SqsQueue;
 use resizer_aws::stack::StackInfo;
+use resizer_resize::Resize;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 
@@ -37,6 +38,8 @@ use crate::{CliError, CliResult};
 pub const GATEWAY_PAYLOAD_LIMIT: usize = 10 * 1024 * 1024;
 /// Lambda's synchronous invocation payload limit (the event, with its base64 body).
 pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+/// The event's fields around the body and headers, roughly (request context, path, query).
+const EVENT_OVERHEAD: usize = 1024;
 /// The template's SQS batch size for the resize function.
 const BATCH_SIZE: i32 = 1;
 /// Long-polling wait, as an event source mapping uses.
@@ -79,14 +82,18 @@ pub async fn run(args: DevArgs) -> CliResult {
             args.stack
         ))
     })?;
-    let config = stack.config()?;
+    let app = stack.app(&sdk)?;
+    let resources = stack.resources()?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let jobs_queue = SqsQueue::new(sqs.clone(), &resources.jobs_queue_url);
     let queue_arn = stack
-        .outputs
-        .get("JobsQueueArn")
-        .cloned()
-        .unwrap_or_default();
-    let dlq_url = stack.outputs.get("JobsDlqUrl").cloned();
-    let state = Arc::new(AppState::new(&sdk, config));
+        .output(resources::JOBS_QUEUE_ARN)
+        .unwrap_or_default()
+        .to_owned();
+    let dlq = stack
+        .output(resources::JOBS_DLQ_URL)
+        .map(|url| SqsQueue::new(sqs, url));
+    let resize = Arc::new(Resize::new(app.clone(), resources.jobs_dlq_arn.clone()));
     tracing::info!(
         stack = %args.stack,
         endpoint = sdk.endpoint_url().unwrap_or("(AWS default)"),
@@ -98,42 +105,35 @@ pub async fn run(args: DevArgs) -> CliResult {
         .map_err(|e| CliError::new(format!("cannot listen on {}: {e}", args.listen)))?;
 
     if !args.no_demo {
-        let demo = demo_credentials(&state, &args.state_dir).await?;
+        let demo = demo_credentials(&app, &args.state_dir).await?;
         print_quickstart(&args, &demo);
     }
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
     for i in 0..args.workers.max(1) {
-        let url = state.config.jobs_queue_url.clone();
         tasks.spawn(worker(
-            state.clone(),
+            resize.clone(),
             stop.clone(),
-            url,
+            jobs_queue.clone(),
             queue_arn.clone(),
             format!("resize-{i}"),
         ));
     }
-    if let (Some(url), Some(arn)) = (dlq_url, state.config.jobs_dlq_arn.clone()) {
-        tasks.spawn(worker(state.clone(), stop.clone(), url, arn, "dlq".into()));
+    if let (Some(dlq), Some(arn)) = (dlq, resources.jobs_dlq_arn.clone()) {
+        tasks.spawn(worker(resize.clone(), stop.clone(), dlq, arn, "dlq".into()));
     }
     tasks.spawn(aggregator(
-        state.clone(),
+        app.clone(),
         stop.clone(),
         Duration::from_secs(args.aggregate_every.max(1)),
     ));
 
-    let app_state = state.clone();
-    let app = axum::Router::new()
-        .fallback(
-            move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| {
-                let state = app_state.clone();
-                async move { gateway(&state, peer, req).await }
-            },
-        )
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let gateway = axum::Router::new()
+        .fallback_service(resizer_api::router(app))
+        .layer(axum::middleware::from_fn(payload_limits));
     tracing::info!(listen = %args.listen, "serving the HTTP API");
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let serve = axum::serve(listener, gateway).with_graceful_shutdown(shutdown_signal());
     if let Err(e) = serve.await {
         tracing::error!(error = %e, "server error");
     }
@@ -198,186 +198,30 @@ fn gateway_error(status: StatusCode, message: &str) -> Response {
     r
 }
 
-async fn gateway(state: &AppState, peer: SocketAddr, req: Request) -> Response {
+/// API Gateway's payload limit, and Lambda's on the event (whose binary body is base64).
+async fn payload_limits(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, GATEWAY_PAYLOAD_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+    let Ok(bytes) = axum::body::to_bytes(body, GATEWAY_PAYLOAD_LIMIT).await else {
+        return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     };
-    let request_id = new_request_id();
-    let event = build_event(&parts, &bytes, peer, &request_id);
-    if event.to_string().len() > LAMBDA_PAYLOAD_LIMIT {
+    let headers: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 6)
+        .sum();
+    if bytes.len().div_ceil(3) * 4 + headers + EVENT_OVERHEAD > LAMBDA_PAYLOAD_LIMIT {
         return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     }
-    let event: ApiGatewayV2httpRequest = match serde_json::from_value(event) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "could not build the API Gateway event");
-            return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-        }
-    };
-    let lambda_id = uuid_like();
-    let resp = resizer_api::handle(state, event, &lambda_id).await;
-    into_http(resp)
-}
-
-/// The payload format 2.0 event API Gateway's HTTP API sends for this request.
-pub fn build_event(
-    parts: &http::request::Parts,
-    body: &[u8],
-    peer: SocketAddr,
-    request_id: &str,
-) -> Value {
-    let mut headers = Map::new();
-    let mut cookies = Vec::new();
-    for (name, value) in &parts.headers {
-        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        if name == http::header::COOKIE {
-            cookies.extend(v.split(';').map(|c| c.trim().to_owned()));
-            continue;
-        }
-        match headers.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&v);
-            }
-            _ => {
-                headers.insert(name.as_str().to_owned(), Value::String(v));
-            }
-        }
-    }
-    let raw_query = parts.uri.query().unwrap_or("").to_owned();
-    let mut query = Map::new();
-    for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
-        match query.get_mut(k.as_ref()) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&v);
-            }
-            _ => {
-                query.insert(k.into_owned(), Value::String(v.into_owned()));
-            }
-        }
-    }
-    let content_type = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let (body_value, is_b64) = if body.is_empty() {
-        (Value::Null, false)
-    } else if is_textual(content_type)
-        && let Ok(text) = std::str::from_utf8(body)
-    {
-        (Value::String(text.to_owned()), false)
-    } else {
-        (
-            Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
-            true,
-        )
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let path = parts.uri.path().to_owned();
-    let user_agent = parts
-        .headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "local",
-            "domainName": host,
-            "domainPrefix": host.split('.').next().unwrap_or(host),
-            "http": {
-                "method": parts.method.as_str(),
-                "path": path,
-                "protocol": format!("{:?}", parts.version),
-                "sourceIp": peer.ip().to_string(),
-                "userAgent": user_agent,
-            },
-            "requestId": request_id,
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": now.format(&time::format_description::well_known::Rfc2822).unwrap_or_default(),
-            "timeEpoch": (now.unix_timestamp_nanos() / 1_000_000) as i64,
-        },
-        "isBase64Encoded": is_b64,
-    });
-    if !query.is_empty() {
-        event["queryStringParameters"] = Value::Object(query);
-    }
-    if !cookies.is_empty() {
-        event["cookies"] = json!(cookies);
-    }
-    if !body_value.is_null() {
-        event["body"] = body_value;
-    }
-    event
-}
-
-/// API Gateway passes these through as text; everything else is base64-encoded.
-fn is_textual(content_type: &str) -> bool {
-    let ct = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    ct.starts_with("text/")
-        || ct == "application/json"
-        || ct.ends_with("+json")
-        || ct == "application/xml"
-        || ct == "application/x-www-form-urlencoded"
-}
-
-fn into_http(resp: aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> Response {
-    let body = match resp.body {
-        Some(LambdaBody::Text(t)) if resp.is_base64_encoded => {
-            base64::engine::general_purpose::STANDARD
-                .decode(t.as_bytes())
-                .unwrap_or_default()
-        }
-        Some(LambdaBody::Text(t)) => t.into_bytes(),
-        Some(LambdaBody::Binary(b)) => b,
-        _ => Vec::new(),
-    };
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() =
-        StatusCode::from_u16(resp.status_code as u16).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers: &mut HeaderMap = r.headers_mut();
-    for (k, v) in &resp.headers {
-        headers.insert(k.clone(), v.clone());
-    }
-    r
-}
-
-fn new_request_id() -> String {
-    // API Gateway's look: base64-ish, 16 chars, ending in "=".
-    let id = uuid_like().replace('-', "");
-    format!("{}=", &id[..15])
-}
-
-fn uuid_like() -> String {
-    resizer_core::job::generate_upload_id()
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 // ---- SQS event source mapping ----------------------------------------------------------------
 
 async fn worker(
-    state: Arc<AppState>,
+    state: Arc<Resize>,
     stop: Arc<AtomicBool>,
-    queue_url: String,
+    queue: SqsQueue,
     queue_arn: String,
     name: String,
 ) {
@@ -386,10 +230,7 @@ async fn worker(
         // The long poll is never abandoned: SQS would still hand messages to a poll whose caller
         // has gone, and they would stay invisible for the visibility timeout (minutes). So a stop
         // waits for the poll to return (at most POLL_WAIT_SECONDS) and gives back what it got.
-        let received = state
-            .queue
-            .receive(&queue_url, BATCH_SIZE, POLL_WAIT_SECONDS)
-            .await;
+        let received = queue.receive(BATCH_SIZE, POLL_WAIT_SECONDS).await;
         let messages = match received {
             Ok(m) => m,
             Err(e) => {
@@ -407,7 +248,7 @@ async fn worker(
         if stop.load(Ordering::SeqCst) {
             for m in &messages {
                 if let Some(handle) = m.receipt_handle()
-                    && let Err(e) = state.queue.release(&queue_url, handle, 0).await
+                    && let Err(e) = queue.release(handle, 0).await
                 {
                     tracing::warn!(worker = %name, error = %e, "could not return a message at shutdown; SQS redelivers it after the visibility timeout");
                 }
@@ -447,7 +288,7 @@ async fn worker(
             }
         };
         let mut ctx = Context::default();
-        ctx.request_id = uuid_like();
+        ctx.request_id = uuid::Uuid::new_v4().to_string();
         let started = Instant::now();
         let failed: Vec<String> = match resizer_resize::handler(
             &state,
@@ -475,7 +316,7 @@ async fn worker(
                 continue;
             }
             if let Some(handle) = m.receipt_handle()
-                && let Err(e) = state.queue.delete(&queue_url, handle).await
+                && let Err(e) = queue.delete(handle).await
             {
                 tracing::warn!(worker = %name, error = %e, "delete failed; the message will be redelivered");
             }
@@ -492,7 +333,7 @@ async fn wait_for_stop(stop: &AtomicBool) {
 
 // ---- schedule --------------------------------------------------------------------------------
 
-async fn aggregator(state: Arc<AppState>, stop: Arc<AtomicBool>, every: Duration) {
+async fn aggregator(app: App, stop: Arc<AtomicBool>, every: Duration) {
     let mut next = tokio::time::Instant::now() + Duration::from_secs(5).min(every);
     while !stop.load(Ordering::SeqCst) {
         tokio::select! {
@@ -500,7 +341,7 @@ async fn aggregator(state: Arc<AppState>, stop: Arc<AtomicBool>, every: Duration
             _ = wait_for_stop(&stop) => break,
         }
         next += every;
-        if let Err(e) = resizer_aggregate::run(&state).await {
+        if let Err(e) = app.aggregate().await {
             tracing::warn!(error = %e, "aggregation failed; next run retries");
         }
     }
@@ -514,12 +355,12 @@ struct Demo {
     api_key: String,
 }
 
-async fn demo_credentials(state: &AppState, dir: &Path) -> CliResult<Demo> {
+async fn demo_credentials(state: &App, dir: &Path) -> CliResult<Demo> {
     let file = dir.join("demo-key.json");
     if let Ok(text) = std::fs::read_to_string(&file)
         && let Ok(demo) = serde_json::from_str::<Demo>(&text)
         && let Some(key) = resizer_core::key::ApiKey::parse(&demo.api_key)
-        && let Ok(Some(rec)) = state.tables.get_key(key.key_id()).await
+        && let Ok(Some(rec)) = state.stores.accounts.get_key(key.key_id()).await
         && rec.status == resizer_core::key::KeyStatus::Active
         && key.verify(&rec.secret_hash)
     {
@@ -605,52 +446,4 @@ fn sample_photo() -> Vec<u8> {
     let mut out = Vec::new();
     let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 88).encode_image(&img);
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_are_payload_v2() {
-        let req = http::Request::builder()
-            .method("POST")
-            .uri("/v1/jobs?width=400&fit=cover&width=500&q=a%20b")
-            .header("content-type", "image/jpeg")
-            .header("x-api-key", "k")
-            .header("cookie", "a=1; b=2")
-            .body(())
-            .unwrap();
-        let (parts, _) = req.into_parts();
-        let peer: SocketAddr = "127.0.0.1:5555".parse().unwrap();
-        let ev = build_event(&parts, &[0xff, 0xd8, 0xff], peer, "rid=");
-        assert_eq!(ev["version"], "2.0");
-        assert_eq!(ev["rawPath"], "/v1/jobs");
-        assert_eq!(
-            ev["rawQueryString"],
-            "width=400&fit=cover&width=500&q=a%20b"
-        );
-        assert_eq!(ev["queryStringParameters"]["width"], "400,500");
-        assert_eq!(ev["queryStringParameters"]["q"], "a b");
-        assert_eq!(ev["isBase64Encoded"], true);
-        assert_eq!(ev["body"], "/9j/");
-        assert_eq!(ev["cookies"], json!(["a=1", "b=2"]));
-        assert_eq!(ev["requestContext"]["http"]["method"], "POST");
-        assert_eq!(ev["requestContext"]["http"]["sourceIp"], "127.0.0.1");
-        let typed: ApiGatewayV2httpRequest = serde_json::from_value(ev).unwrap();
-        assert_eq!(typed.request_context.http.method, http::Method::POST);
-        assert_eq!(typed.headers.get("x-api-key").unwrap(), "k");
-
-        let req = http::Request::builder()
-            .method("POST")
-            .uri("/v1/jobs")
-            .header("content-type", "application/json")
-            .body(())
-            .unwrap();
-        let (parts, _) = req.into_parts();
-        let ev = build_event(&parts, br#"{"upload_id":"x"}"#, peer, "rid=");
-        assert_eq!(ev["isBase64Encoded"], false);
-        assert_eq!(ev["body"], r#"{"upload_id":"x"}"#);
-        assert!(ev.get("queryStringParameters").is_none());
-    }
 }

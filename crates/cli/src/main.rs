@@ -71,52 +71,41 @@ fn main() -> ExitCode {
 }
 
 /// A command's failure: one line for humans, no stack trace.
-#[derive(Debug)]
-pub struct CliError(String);
-
-impl std::fmt::Display for CliError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Message(String),
+    #[error(transparent)]
+    Store(#[from] resizer_app::StoreError),
+    #[error(
+        "{0} (set RESIZER_STACK to read names from a deployed stack, or `source .local/stack.env`)"
+    )]
+    Config(#[from] resizer_app::ConfigError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 impl CliError {
     pub fn new(msg: impl Into<String>) -> Self {
-        Self(msg.into())
-    }
-}
-
-impl From<resizer_aws::StoreError> for CliError {
-    fn from(e: resizer_aws::StoreError) -> Self {
-        Self(e.to_string())
-    }
-}
-
-impl From<resizer_aws::ConfigError> for CliError {
-    fn from(e: resizer_aws::ConfigError) -> Self {
-        Self(format!(
-            "{e} (set RESIZER_STACK to read names from a deployed stack, or `source .local/stack.env`)"
-        ))
-    }
-}
-
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> Self {
-        Self(e.to_string())
+        Self::Message(msg.into())
     }
 }
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
-/// The stack's configuration: from `--stack`/`RESIZER_STACK` outputs, else the environment.
-pub async fn load_state(stack: Option<&str>) -> CliResult<resizer_aws::AppState> {
+/// The service on the stack named by `--stack`/`RESIZER_STACK` (its outputs), else on the names
+/// in the environment (as the functions get them).
+pub async fn load_app(stack: Option<&str>) -> CliResult<resizer_app::App> {
     let sdk = resizer_aws::load_sdk_config().await;
-    let config = match stack {
+    Ok(match stack {
         Some(name) => resizer_aws::stack::StackInfo::describe(&sdk, name)
             .await
             .map_err(|e| CliError::new(format!("cannot read stack {name:?}: {e}")))?
-            .config()?,
-        None => resizer_aws::Config::from_env()?,
-    };
-    Ok(resizer_aws::AppState::new(&sdk, config))
+            .app(&sdk)?,
+        None => resizer_aws::app(
+            &sdk,
+            &resizer_aws::Resources::from_env()?,
+            resizer_app::Settings::from_env()?,
+        ),
+    })
 }

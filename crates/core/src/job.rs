@@ -153,8 +153,8 @@ pub struct Job {
     pub status: JobStatus,
     pub params: TransformSpec,
     pub input: InputMeta,
-    /// The staged input's key in the staging bucket.
-    pub staging_key: String,
+    /// Where the input waits in the staging bucket.
+    pub staging_key: StagingKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ResultMeta>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,17 +168,37 @@ pub struct Job {
     pub updated_at: OffsetDateTime,
 }
 
+/// Where a new job's input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The request body, staged for this job alone under its own key.
+    Inline,
+    /// An object uploaded with a presigned URL; it can feed several jobs.
+    Upload(UploadId),
+}
+
 impl Job {
     /// A new job, `queued`, created `now`.
     pub fn new(
         customer_id: String,
         params: TransformSpec,
         input: InputMeta,
-        staging_key: String,
+        source: Source,
         now: OffsetDateTime,
     ) -> Self {
+        let job_id = JobId::generate();
+        let staging_key = match source {
+            Source::Inline => StagingKey::Inline {
+                customer_id: customer_id.clone(),
+                job_id: job_id.clone(),
+            },
+            Source::Upload(upload_id) => StagingKey::Upload {
+                customer_id: customer_id.clone(),
+                upload_id,
+            },
+        };
         Self {
-            job_id: JobId::generate(),
+            job_id,
             customer_id,
             status: JobStatus::Queued,
             params,
@@ -206,6 +226,40 @@ impl Job {
             format.extension()
         )
     }
+
+    /// The job finished with `result`. Only a `processing` job can complete; the jobs table's
+    /// conditional write enforces it against concurrent deliveries.
+    pub fn complete(&mut self, result: ResultMeta, now: OffsetDateTime) {
+        debug_assert!(
+            self.status.can_move_to(JobStatus::Done),
+            "{} -> done",
+            self.status
+        );
+        self.status = JobStatus::Done;
+        self.result = Some(result);
+        self.updated_at = now;
+    }
+
+    /// The job failed with `error`. A `queued` or `processing` job can fail.
+    pub fn fail(&mut self, error: JobError, now: OffsetDateTime) {
+        debug_assert!(
+            self.status.can_move_to(JobStatus::Failed),
+            "{} -> failed",
+            self.status
+        );
+        self.status = JobStatus::Failed;
+        self.error = Some(error);
+        self.updated_at = now;
+    }
+}
+
+impl JobError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// The message on the jobs queue. Small on purpose: the job record holds everything else.
@@ -217,25 +271,129 @@ pub struct JobMessage {
     pub enqueued_at_ms: i64,
 }
 
-/// Staging keys: inline bodies and presigned uploads live under the customer's own prefix, so an
-/// upload id can only ever name the caller's own object.
-pub fn staging_key_inline(customer_id: &str, job_id: &JobId) -> String {
-    format!("inline/{customer_id}/{job_id}")
+/// A staged input's key in the staging bucket. Inline bodies and presigned uploads live under the
+/// customer's own prefix, so an upload id can only ever name the caller's own object.
+///
+/// Stored and written as `inline/<customer_id>/<job_id>` or `uploads/<customer_id>/<upload_id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum StagingKey {
+    /// One job's request body; deleted when the job is finished.
+    Inline { customer_id: String, job_id: JobId },
+    /// A presigned upload; kept until the staging bucket's lifecycle rule expires it, so that
+    /// one upload can feed several jobs.
+    Upload {
+        customer_id: String,
+        upload_id: UploadId,
+    },
 }
 
-pub fn staging_key_upload(customer_id: &str, upload_id: &str) -> String {
-    format!("uploads/{customer_id}/{upload_id}")
+impl StagingKey {
+    const INLINE: &str = "inline/";
+    const UPLOADS: &str = "uploads/";
+
+    pub fn upload(customer_id: &str, upload_id: &UploadId) -> Self {
+        StagingKey::Upload {
+            customer_id: customer_id.to_owned(),
+            upload_id: upload_id.clone(),
+        }
+    }
+
+    pub fn is_inline(&self) -> bool {
+        matches!(self, StagingKey::Inline { .. })
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, rest) = if let Some(rest) = s.strip_prefix(Self::INLINE) {
+            (true, rest)
+        } else {
+            (false, s.strip_prefix(Self::UPLOADS)?)
+        };
+        let (customer_id, id) = rest.split_once('/')?;
+        if !crate::key::is_customer_id(customer_id) {
+            return None;
+        }
+        let customer_id = customer_id.to_owned();
+        Some(if kind {
+            StagingKey::Inline {
+                customer_id,
+                job_id: JobId::parse(id)?,
+            }
+        } else {
+            StagingKey::Upload {
+                customer_id,
+                upload_id: UploadId::parse(id)?,
+            }
+        })
+    }
+}
+
+impl fmt::Display for StagingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StagingKey::Inline {
+                customer_id,
+                job_id,
+            } => write!(f, "{}{customer_id}/{job_id}", Self::INLINE),
+            StagingKey::Upload {
+                customer_id,
+                upload_id,
+            } => write!(f, "{}{customer_id}/{upload_id}", Self::UPLOADS),
+        }
+    }
+}
+
+impl TryFrom<String> for StagingKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        StagingKey::parse(&s).ok_or_else(|| format!("not a staging key: {s:?}"))
+    }
+}
+
+impl From<StagingKey> for String {
+    fn from(k: StagingKey) -> String {
+        k.to_string()
+    }
 }
 
 /// An upload id: a random UUIDv4, canonical form only.
-pub fn parse_upload_id(s: &str) -> Option<String> {
-    let u = uuid::Uuid::try_parse(s).ok()?;
-    let canonical = u.hyphenated().to_string();
-    (canonical == s).then_some(canonical)
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UploadId(String);
+
+impl UploadId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let u = uuid::Uuid::try_parse(s).ok()?;
+        let canonical = u.hyphenated().to_string();
+        (canonical == s).then_some(Self(canonical))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-pub fn generate_upload_id() -> String {
-    uuid::Uuid::new_v4().hyphenated().to_string()
+impl TryFrom<String> for UploadId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        UploadId::parse(&s).ok_or_else(|| format!("not an upload id: {s:?}"))
+    }
+}
+
+impl From<UploadId> for String {
+    fn from(id: UploadId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[cfg(test)]
@@ -298,11 +456,12 @@ mod tests {
             height: 1200,
             bytes: 250_000,
         };
-        let job = Job::new("cus_a".into(), spec, input, "inline/cus_a/x".into(), now);
+        let job = Job::new("cus_a".into(), spec, input, Source::Inline, now);
         let v = serde_json::to_value(&job).unwrap();
         assert_eq!(v["status"], "queued");
         assert_eq!(v["created_at"], "2025-11-24T16:00:00Z");
         assert_eq!(v["params"]["width"], 400);
+        assert_eq!(v["staging_key"], format!("inline/cus_a/{}", job.job_id));
         let back: Job = serde_json::from_value(v).unwrap();
         assert_eq!(back, job);
         assert_eq!(job.expires_at(), 1_764_000_000 + 7 * 86_400);
@@ -314,12 +473,69 @@ mod tests {
 
     #[test]
     fn upload_ids() {
-        let id = generate_upload_id();
-        assert_eq!(parse_upload_id(&id), Some(id.clone()));
-        assert_eq!(parse_upload_id("../../x"), None);
+        let id = UploadId::generate();
+        assert_eq!(UploadId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(UploadId::parse("../../x"), None);
         assert_eq!(
-            staging_key_upload("cus_a", &id),
+            StagingKey::upload("cus_a", &id).to_string(),
             format!("uploads/cus_a/{id}")
         );
+    }
+
+    #[test]
+    fn staging_keys_round_trip_and_reject_noise() {
+        let job = JobId::generate();
+        let upload = UploadId::generate();
+        let inline = StagingKey::Inline {
+            customer_id: "cus_a".into(),
+            job_id: job.clone(),
+        };
+        let up = StagingKey::upload("cus_a", &upload);
+        for k in [&inline, &up] {
+            assert_eq!(StagingKey::parse(&k.to_string()).as_ref(), Some(k));
+        }
+        assert!(inline.is_inline() && !up.is_inline());
+        assert_eq!(inline.to_string(), format!("inline/cus_a/{job}"));
+        for bad in [
+            String::new(),
+            format!("other/cus_a/{job}"),
+            format!("inline/cus_a/{upload}x"),
+            format!("uploads/../{upload}"),
+            format!("inline/cus_a/{job}/x"),
+        ] {
+            assert_eq!(StagingKey::parse(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn transitions_set_what_the_state_needs() {
+        let t0 = OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap();
+        let t1 = t0 + time::Duration::seconds(3);
+        let input = InputMeta {
+            format: Format::Png,
+            width: 10,
+            height: 10,
+            bytes: 100,
+        };
+        let spec = TransformSpec::with_width(5).unwrap();
+        let mut job = Job::new("cus_a".into(), spec, input, Source::Inline, t0);
+        job.status = JobStatus::Processing;
+        let mut failed = job.clone();
+        let result = ResultMeta {
+            key: job.result_key(Format::Png),
+            format: Format::Png,
+            width: 5,
+            height: 5,
+            bytes: 40,
+        };
+        job.complete(result.clone(), t1);
+        assert_eq!(
+            (job.status, job.result.as_ref(), job.updated_at),
+            (JobStatus::Done, Some(&result), t1)
+        );
+        failed.fail(JobError::new("invalid_image", "bad"), t1);
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert_eq!(failed.error, Some(JobError::new("invalid_image", "bad")));
+        assert_eq!(failed.result, None);
     }
 }

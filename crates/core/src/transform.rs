@@ -544,14 +544,7 @@ fn parse_bool(param: &str, value: &str) -> Result<bool, ParamError> {
 
 /// Keeps echoed user input short in error messages.
 fn truncate(value: &str) -> String {
-    const MAX: usize = 40;
-    if value.chars().count() <= MAX {
-        value.to_owned()
-    } else {
-        let mut s: String = value.chars().take(MAX).collect();
-        s.push('…');
-        s
-    }
+    crate::shorten(value, 40)
 }
 
 #[cfg(test)]

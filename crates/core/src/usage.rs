@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::macros::format_description;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
-use crate::job::JobId;
+use crate::job::{Job, JobId, JobStatus};
 use crate::transform::Format;
 
 /// How long raw items live (the usage table's TTL). The archive is the long-term record.
@@ -76,6 +76,37 @@ impl UsageRecord {
     /// Epoch seconds at which the raw item may expire.
     pub fn expires_at(&self) -> i64 {
         (self.recorded_at + RAW_TTL).unix_timestamp()
+    }
+
+    /// The usage of a finished job: what went in (from the job's input), what came out (its
+    /// result, if done), why it failed (if failed), and the work it took. Recorded at the job's
+    /// `updated_at`, the moment it finished.
+    pub fn for_job(job: &Job, cpu_ms: u64, wall_ms: u64) -> Self {
+        debug_assert!(job.status.is_terminal(), "usage of a {} job", job.status);
+        let result = job
+            .result
+            .as_ref()
+            .filter(|_| job.status == JobStatus::Done);
+        Self {
+            customer_id: job.customer_id.clone(),
+            job_id: job.job_id.clone(),
+            outcome: if result.is_some() {
+                Outcome::Done
+            } else {
+                Outcome::Failed
+            },
+            error_code: job.error.as_ref().map(|e| e.code.clone()),
+            bytes_in: job.input.bytes,
+            bytes_out: result.map_or(0, |r| r.bytes),
+            pixels_in: u64::from(job.input.width) * u64::from(job.input.height),
+            pixels_out: result.map_or(0, |r| u64::from(r.width) * u64::from(r.height)),
+            cpu_ms,
+            wall_ms,
+            format_in: Some(job.input.format),
+            format_out: result.map(|r| r.format),
+            job_created_at: job.created_at,
+            recorded_at: job.updated_at,
+        }
     }
 }
 
@@ -142,13 +173,12 @@ impl HourKey {
         Self(self.0 + time::Duration::HOUR)
     }
 
-    /// The rollup sort keys this hour contributes to.
-    pub fn periods(self) -> [String; 3] {
-        [
-            Granularity::Hour.period_of(self.start()),
-            Granularity::Day.period_of(self.start()),
-            Granularity::Month.period_of(self.start()),
-        ]
+    /// The rollup periods this hour contributes to: itself, its day and its month.
+    pub fn periods(self) -> [Period; 3] {
+        let hour = Period::hour(self);
+        let day = hour.parent().expect("an hour is in a day");
+        let month = day.parent().expect("a day is in a month");
+        [hour, day, month]
     }
 
     /// The archive object key of one customer's raw records of this hour.
@@ -259,8 +289,8 @@ pub fn sum_by_customer<'a>(
     out
 }
 
-/// Rollup granularity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Rollup granularity, finest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Granularity {
     Hour,
@@ -295,14 +325,29 @@ impl Granularity {
         }
     }
 
-    /// The rollup sort key of the period containing `ts`.
-    pub fn period_of(self, ts: OffsetDateTime) -> String {
-        let ts = ts.to_offset(UtcOffset::UTC);
-        let d = ts.date();
+    /// The rollup period containing `ts`.
+    pub fn period_of(self, ts: OffsetDateTime) -> Period {
+        Period {
+            granularity: self,
+            start: self.floor(ts),
+        }
+    }
+
+    /// The next coarser granularity: hour → day → month.
+    pub fn coarser(self) -> Option<Self> {
         match self {
-            Self::Hour => format!("H#{}T{:02}", date_str(d), ts.hour()),
-            Self::Day => format!("D#{}", date_str(d)),
-            Self::Month => format!("M#{:04}-{:02}", d.year(), u8::from(d.month())),
+            Self::Hour => Some(Self::Day),
+            Self::Day => Some(Self::Month),
+            Self::Month => None,
+        }
+    }
+
+    /// The next finer granularity: month → day → hour.
+    pub fn finer(self) -> Option<Self> {
+        match self {
+            Self::Hour => None,
+            Self::Day => Some(Self::Hour),
+            Self::Month => Some(Self::Day),
         }
     }
 
@@ -354,6 +399,81 @@ impl Granularity {
             Self::Day => "400 days",
             Self::Month => "36 months",
         }
+    }
+}
+
+/// One rollup period of one granularity: the rollups table's sort key, `H#2026-11-25T13`,
+/// `D#2026-11-25` or `M#2026-11` (UTC). The aggregator, the adapter and the API all use this type;
+/// nobody formats or slices a key by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Period {
+    granularity: Granularity,
+    start: OffsetDateTime,
+}
+
+impl Period {
+    pub fn hour(hour: HourKey) -> Self {
+        Granularity::Hour.period_of(hour.start())
+    }
+
+    pub fn granularity(self) -> Granularity {
+        self.granularity
+    }
+
+    pub fn start(self) -> OffsetDateTime {
+        self.start
+    }
+
+    /// The period of the next coarser granularity that contains this one.
+    pub fn parent(self) -> Option<Self> {
+        Some(self.granularity.coarser()?.period_of(self.start))
+    }
+
+    /// The sort-key prefix shared by every period of the next finer granularity inside this one:
+    /// `H#2026-11-25` for a day, `D#2026-11` for a month.
+    pub fn children_prefix(self) -> Option<String> {
+        let finer = self.granularity.finer()?;
+        Some(format!("{}{}", finer.prefix(), self.label()))
+    }
+
+    /// The key without its granularity prefix, as the API shows it: `2026-11-25T13`.
+    pub fn label(self) -> String {
+        let d = self.start.date();
+        match self.granularity {
+            Granularity::Hour => format!("{}T{:02}", date_str(d), self.start.hour()),
+            Granularity::Day => date_str(d),
+            Granularity::Month => format!("{:04}-{:02}", d.year(), u8::from(d.month())),
+        }
+    }
+
+    /// Parses a sort key; only the canonical form of a period's start is accepted.
+    pub fn parse(key: &str) -> Option<Self> {
+        let granularity = [Granularity::Hour, Granularity::Day, Granularity::Month]
+            .into_iter()
+            .find(|g| key.starts_with(g.prefix()))?;
+        let label = &key[2..];
+        let start = match granularity {
+            Granularity::Hour => HourKey::parse(label)?.start(),
+            Granularity::Day => Date::parse(label, format_description!("[year]-[month]-[day]"))
+                .ok()?
+                .midnight()
+                .assume_utc(),
+            Granularity::Month => Date::parse(
+                &format!("{label}-01"),
+                format_description!("[year]-[month]-[day]"),
+            )
+            .ok()?
+            .midnight()
+            .assume_utc(),
+        };
+        let p = granularity.period_of(start);
+        (p.to_string() == key).then_some(p)
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.granularity.prefix(), self.label())
     }
 }
 
@@ -437,8 +557,9 @@ impl UsageRange {
         })
     }
 
-    /// The inclusive sort-key bounds for a `BETWEEN` query on the rollups table.
-    pub fn sort_key_bounds(&self) -> (String, String) {
+    /// The first and last period of the range (inclusive), for a `BETWEEN` query on the rollups
+    /// table.
+    pub fn sort_key_bounds(&self) -> (Period, Period) {
         let last = self.to - time::Duration::SECOND;
         (
             self.granularity.period_of(self.from),
@@ -454,11 +575,6 @@ fn parse_instant(v: &str) -> Option<OffsetDateTime> {
     Date::parse(v, format_description!("[year]-[month]-[day]"))
         .ok()
         .map(|d| d.midnight().assume_utc())
-}
-
-/// The display form of a rollup period key: `H#2026-11-25T13` → `2026-11-25T13`.
-pub fn period_label(sort_key: &str) -> &str {
-    sort_key.get(2..).unwrap_or(sort_key)
 }
 
 /// Renders one hour of one customer's raw records as JSON Lines, sorted by job id, so that a
@@ -544,7 +660,7 @@ mod tests {
         assert_eq!(h.next().to_string(), "2027-01-01T00");
         assert_eq!(h.prev(24).to_string(), "2026-12-30T23");
         assert_eq!(
-            h.periods(),
+            h.periods().map(|p| p.to_string()),
             [
                 "H#2026-12-31T23".to_string(),
                 "D#2026-12-31".into(),
@@ -595,6 +711,53 @@ mod tests {
         assert_eq!(Totals::from_values(m.values()), m);
     }
 
+    fn bounds(r: &UsageRange) -> (String, String) {
+        let (lo, hi) = r.sort_key_bounds();
+        (lo.to_string(), hi.to_string())
+    }
+
+    #[test]
+    fn periods_parse_nest_and_label() {
+        for key in ["H#2026-12-31T23", "D#2026-12-31", "M#2026-12"] {
+            let p = Period::parse(key).unwrap();
+            assert_eq!(p.to_string(), key);
+            assert_eq!(p.label(), &key[2..]);
+        }
+        let h = Period::parse("H#2026-12-31T23").unwrap();
+        assert_eq!(h.granularity(), Granularity::Hour);
+        assert_eq!(h.parent().unwrap().to_string(), "D#2026-12-31");
+        assert_eq!(
+            h.parent().unwrap().parent().unwrap().to_string(),
+            "M#2026-12"
+        );
+        assert_eq!(h.parent().unwrap().parent().unwrap().parent(), None);
+        let d = Period::parse("D#2026-12-31").unwrap();
+        assert_eq!(d.children_prefix().as_deref(), Some("H#2026-12-31"));
+        assert_eq!(
+            Period::parse("M#2026-12")
+                .unwrap()
+                .children_prefix()
+                .as_deref(),
+            Some("D#2026-12")
+        );
+        assert_eq!(h.children_prefix(), None);
+        for bad in [
+            "",
+            "X#2026-12",
+            "H#2026-12-31",
+            "D#2026-12-32",
+            "M#2026-1",
+            "M#2026-12-01",
+            "D#2026-12-31T00",
+        ] {
+            assert_eq!(Period::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            Period::hour(HourKey::parse("2026-01-02T03").unwrap()).to_string(),
+            "H#2026-01-02T03"
+        );
+    }
+
     #[test]
     fn ranges() {
         let now = datetime!(2026-11-25 13:20 UTC);
@@ -603,7 +766,7 @@ mod tests {
         assert_eq!(r.from, datetime!(2026-11-01 0:00 UTC));
         assert_eq!(r.to, datetime!(2026-11-26 0:00 UTC));
         assert_eq!(
-            r.sort_key_bounds(),
+            bounds(&r),
             ("D#2026-11-01".to_string(), "D#2026-11-25".to_string())
         );
 
@@ -615,14 +778,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            r.sort_key_bounds(),
+            bounds(&r),
             ("H#2026-11-25T10".to_string(), "H#2026-11-25T11".to_string())
         );
 
         let r =
             UsageRange::parse(Some("2025-12-15"), Some("2026-02-01"), Some("month"), now).unwrap();
         assert_eq!(
-            r.sort_key_bounds(),
+            bounds(&r),
             ("M#2025-12".to_string(), "M#2026-01".to_string())
         );
 
@@ -660,6 +823,5 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         let first: UsageRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first, a[0]);
-        assert_eq!(period_label("H#2026-11-25T10"), "2026-11-25T10");
     }
 }

@@ -5,11 +5,11 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     resizer_aws::telemetry::init_json_logs();
-    let state = resizer_aws::AppState::from_env().await?;
-    let state = &state;
+    let (app, _) = resizer_aws::app_from_env().await?;
+    let app = &app;
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            resizer_aggregate::handler(state, event).await
+            resizer_aggregate::handler(app, event).await
         },
     ))
     .await

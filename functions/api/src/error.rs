@@ -1,11 +1,10 @@
 //! The API's errors: a status, a stable code and a message for humans. Internal details are
 //! logged, never sent.
 
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use resizer_aws::StoreError;
-use resizer_aws::auth::AuthError;
-use resizer_core::pipeline::ImageError;
-use resizer_core::transform::ParamError;
+use resizer_app::AppError;
+use resizer_core::image::ImageError;
 
 /// Every error code the API can answer with, and its status. `openapi.yaml` documents exactly
 /// these (a test checks it).
@@ -32,6 +31,8 @@ pub struct ApiError {
     pub message: String,
     /// Logged with the request, never sent (the cause of a 5xx, the reason for a 401).
     pub detail: Option<String>,
+    /// For 405: the methods the path allows.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -45,6 +46,7 @@ impl ApiError {
             code,
             message: message.into(),
             detail: None,
+            allow: None,
         }
     }
 
@@ -74,6 +76,16 @@ impl ApiError {
         .with_detail(detail)
     }
 
+    pub fn method_not_allowed(method: &str, path: &str, allow: String) -> Self {
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}; allowed: {allow}"),
+        );
+        e.allow = Some(allow);
+        e
+    }
+
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -93,32 +105,44 @@ impl ApiError {
     }
 }
 
-impl From<ParamError> for ApiError {
-    fn from(e: ParamError) -> Self {
-        ApiError::invalid(e.message)
+/// The edge renders the body (it knows the request id): the error travels in the response's
+/// extensions.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = self.status.into_response();
+        r.extensions_mut().insert(self);
+        r
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        if e.is_retryable() {
-            ApiError::unavailable(e.to_string())
-        } else {
-            ApiError::internal(e.to_string())
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
         match e {
-            AuthError::Unauthorized { reason } => ApiError::unauthorized(reason),
-            AuthError::CustomerDisabled => ApiError::new(
+            AppError::Invalid(m) => ApiError::invalid(m),
+            AppError::Unauthorized(reason) => ApiError::unauthorized(reason),
+            AppError::CustomerDisabled => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "customer_disabled",
                 "this customer account is disabled; contact support",
             ),
-            AuthError::Store(s) => s.into(),
+            AppError::NotFound => ApiError::not_found(),
+            AppError::PayloadTooLarge(m) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
+            }
+            AppError::UnsupportedMediaType(m) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m,
+            ),
+            AppError::Image(i) => i.into(),
+            AppError::Truncated(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", m)
+            }
+            AppError::QuotaExceeded(m) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", m)
+            }
+            AppError::Store(s) if s.is_retryable() => ApiError::unavailable(s.to_string()),
+            AppError::Store(s) => ApiError::internal(s.to_string()),
         }
     }
 }

@@ -1,330 +1,150 @@
-//! The api function: API Gateway HTTP API events (payload format 2.0) in, JSON out.
+//! The api function: the HTTP API as an axum router, served through `lambda_http` from API
+//! Gateway HTTP API (payload 2.0) events or a function URL (the same payload), and by any HTTP
+//! server (tests, the local gateway) as it is.
 //!
-//! [`handler`] takes the state built at cold start and the typed event, so tests and the local
-//! gateway (`resizer dev`) call it exactly as Lambda does.
+//! [`router`] is built from [`Route::ALL`], the one route table; the routes translate requests
+//! into the use cases of [`resizer_app::App`]; [`edge`] gives every response its request id,
+//! headers, error body, log line and metrics.
 
+mod edge;
 pub mod error;
-mod jobs;
-mod request;
-mod resource;
-mod uploads;
-mod usage;
-
-use std::time::Instant;
+mod parse;
+mod routes;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use axum::extract::DefaultBodyLimit;
+use std::convert::Infallible;
+
 use aws_lambda_events::encodings::Body;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::IntoResponse as _;
+use axum::routing::{MethodFilter, MethodRouter};
+use axum::{Router, middleware};
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use lambda_http::RequestExt as _;
+use lambda_http::request::LambdaRequest;
 use lambda_runtime::LambdaEvent;
-use resizer_aws::AppState;
-use resizer_aws::metrics::Unit;
-use serde_json::json;
+use resizer_app::App;
+use resizer_core::contract::Route;
+use tower::{Layer, ServiceExt};
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 pub use error::{ApiError, CODES};
-pub use request::Request;
 
-/// Every route: method and path template. `openapi.yaml` documents exactly these (a test checks).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/health"),
-    ("POST", "/v1/jobs"),
-    ("GET", "/v1/jobs/{job_id}"),
-    ("POST", "/v1/uploads"),
-    ("GET", "/v1/usage"),
-];
-
-/// A response on its way out: status, extra headers and a JSON body.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: serde_json::Value,
-    /// Why it failed, for the log line only; never sent.
-    pub detail: Option<String>,
-}
-
-impl Reply {
-    pub fn json(status: StatusCode, body: serde_json::Value) -> Self {
-        Self {
-            status,
-            headers: HeaderMap::new(),
-            body,
-            detail: None,
+/// The HTTP API: every route of [`Route::ALL`], JSON 404 and 405 for everything else, a trailing
+/// slash ignored.
+pub fn router(app: App) -> NormalizePath<Router> {
+    let mut router: Router<App> = Router::new();
+    let mut paths: Vec<&str> = Route::ALL.iter().map(|r| r.path()).collect();
+    paths.dedup();
+    for path in paths {
+        let allow = Route::allowed_on(path);
+        let mut methods: MethodRouter<App> = MethodRouter::new();
+        for route in Route::ALL.into_iter().filter(|r| r.path() == path) {
+            methods = with_route(methods, route);
+            if route.method() == "GET" && !route.allows_head() {
+                // axum answers HEAD with the GET route; only routes that allow it do.
+                methods = methods.on_service(MethodFilter::HEAD, not_allowed(allow.clone()));
+            }
         }
+        router = router.route(path, methods.fallback_service(not_allowed(allow)));
     }
+    let router = router
+        .fallback(not_found)
+        // Bodies are bounded by API Gateway and Lambda (and by the use cases), not here.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(app.clone(), edge::edge))
+        .with_state(app);
+    NormalizePathLayer::trim_trailing_slash().layer(router)
+}
 
-    pub fn header(mut self, name: header::HeaderName, value: &str) -> Self {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
-        }
-        self
+fn with_route(methods: MethodRouter<App>, route: Route) -> MethodRouter<App> {
+    let filter = match route.method() {
+        "GET" if route.allows_head() => MethodFilter::GET.or(MethodFilter::HEAD),
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "DELETE" => MethodFilter::DELETE,
+        other => unreachable!("no route uses {other}"),
+    };
+    match route {
+        Route::Health => methods.on(filter, routes::health),
+        Route::CreateJob => methods.on(filter, routes::create_job),
+        Route::GetJob => methods.on(filter, routes::get_job),
+        Route::CreateUpload => methods.on(filter, routes::create_upload),
+        Route::GetUsage => methods.on(filter, routes::get_usage),
     }
 }
 
-/// What the request log line records besides method, path and status.
-#[derive(Debug, Default)]
-pub struct Context {
-    pub customer_id: Option<String>,
-    pub job_id: Option<String>,
+/// A 405 naming the methods the path allows.
+fn not_allowed(
+    allow: String,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(move |req: axum::extract::Request| {
+        let e =
+            ApiError::method_not_allowed(req.method().as_str(), req.uri().path(), allow.clone());
+        async move { Ok(e.into_response()) }
+    })
 }
 
-/// The Lambda handler. It never returns `Err`: every failure is an HTTP response.
+async fn not_found(req: axum::extract::Request) -> ApiError {
+    ApiError::new(
+        http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route for {} {}",
+            req.method(),
+            resizer_core::shorten(req.uri().path(), 80)
+        ),
+    )
+}
+
+/// A request whose event claimed a base64 body that is not base64 (never from API Gateway or a
+/// function URL; a hand-made event gets a clear 400 rather than a failed invocation).
+#[derive(Debug, Clone, Copy)]
+pub struct InvalidBody;
+
+/// The Lambda handler: one API Gateway HTTP API (or function URL) event through the router.
+/// `main` runs exactly this; tests call it with real event fixtures.
 pub async fn handler(
-    state: &AppState,
+    api: &NormalizePath<Router>,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, lambda_runtime::Error> {
-    Ok(handle(state, event.payload, &event.context.request_id).await)
-}
-
-/// Routes one request and renders its response.
-pub async fn handle(
-    state: &AppState,
-    event: ApiGatewayV2httpRequest,
-    lambda_request_id: &str,
-) -> ApiGatewayV2httpResponse {
-    let started = Instant::now();
-    let req = Request::from_event(event, lambda_request_id);
-    let mut ctx = Context::default();
-    let route = route_of(&req.method, &req.path);
-    let result = match route {
-        Route::Matched(r) => dispatch(state, &req, r, &mut ctx).await,
-        Route::WrongMethod(allowed) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!(
-                "{} is not allowed on {}; allowed: {allowed}",
-                req.method, req.path
-            ),
-        )),
-        Route::Unknown => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no route for {} {}", req.method, truncate(&req.path)),
-        )),
-    };
-    let reply = match result {
-        Ok(r) => r,
-        Err(e) => error_reply(&e, &req.request_id, route),
-    };
-    let status = reply.status.as_u16();
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    let route_name = match route {
-        Route::Matched(r) => r.name(),
-        _ => "unmatched",
-    };
-    match &reply.detail {
-        Some(detail) if status >= 500 => tracing::error!(
-            request_id = %req.request_id, method = %req.method, route = route_name, status,
-            customer_id = ctx.customer_id.as_deref(), job_id = ctx.job_id.as_deref(),
-            elapsed_ms, error = %detail, "request failed"
-        ),
-        detail => tracing::info!(
-            request_id = %req.request_id, method = %req.method, route = route_name, status,
-            customer_id = ctx.customer_id.as_deref(), job_id = ctx.job_id.as_deref(),
-            elapsed_ms, reason = detail.as_deref(), "request"
-        ),
+    let LambdaEvent {
+        mut payload,
+        context,
+    } = event;
+    let invalid = payload.is_base64_encoded
+        && payload
+            .body
+            .as_ref()
+            .is_some_and(|b| base64::engine::general_purpose::STANDARD.decode(b).is_err());
+    if invalid {
+        payload.body = None;
+        payload.is_base64_encoded = false;
     }
-    let status_str = status.to_string();
-    state.metrics.emit(
-        &[("Route", route_name), ("Status", &status_str)],
-        &[
-            ("Requests", Unit::Count, 1.0),
-            ("Latency", Unit::Milliseconds, elapsed_ms as f64),
-        ],
-    );
-    render(reply, &req.request_id)
-}
-
-fn error_reply(e: &ApiError, request_id: &str, route: Route) -> Reply {
-    let mut reply = Reply::json(
-        e.status,
-        json!({"error": {"code": e.code, "message": e.message, "request_id": request_id}}),
-    );
-    reply.detail = e.detail.clone();
-    if let Route::WrongMethod(allowed) = route {
-        reply = reply.header(header::ALLOW, allowed);
+    let mut req =
+        http::Request::from(LambdaRequest::ApiGatewayV2(payload)).with_lambda_context(context);
+    if invalid {
+        req.extensions_mut().insert(InvalidBody);
     }
-    if e.status == StatusCode::SERVICE_UNAVAILABLE {
-        reply = reply.header(header::RETRY_AFTER, "1");
-    }
-    if e.status == StatusCode::UNAUTHORIZED {
-        reply = reply.header(header::WWW_AUTHENTICATE, "Bearer");
-    }
-    reply
-}
-
-fn render(mut reply: Reply, request_id: &str) -> ApiGatewayV2httpResponse {
-    reply.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    reply
-        .headers
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        reply.headers.insert("x-request-id", v);
-    }
-    let mut resp = ApiGatewayV2httpResponse::default();
-    resp.status_code = i64::from(reply.status.as_u16());
-    resp.headers = reply.headers;
-    resp.body = Some(Body::Text(reply.body.to_string()));
-    resp.is_base64_encoded = false;
-    resp
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RouteId {
-    Health,
-    CreateJob,
-    GetJob,
-    CreateUpload,
-    GetUsage,
-}
-
-impl RouteId {
-    fn name(self) -> &'static str {
-        match self {
-            RouteId::Health => "GET /v1/health",
-            RouteId::CreateJob => "POST /v1/jobs",
-            RouteId::GetJob => "GET /v1/jobs/{job_id}",
-            RouteId::CreateUpload => "POST /v1/uploads",
-            RouteId::GetUsage => "GET /v1/usage",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Matched(RouteId),
-    WrongMethod(&'static str),
-    Unknown,
-}
-
-fn route_of(method: &Method, path: &str) -> Route {
-    let path = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
-    let (allowed, id): (&'static str, &[(&Method, RouteId)]) = match path {
-        "/v1/health" => (
-            "GET, HEAD",
-            &[
-                (&Method::GET, RouteId::Health),
-                (&Method::HEAD, RouteId::Health),
-            ],
-        ),
-        "/v1/jobs" => ("POST", &[(&Method::POST, RouteId::CreateJob)]),
-        "/v1/uploads" => ("POST", &[(&Method::POST, RouteId::CreateUpload)]),
-        "/v1/usage" => ("GET", &[(&Method::GET, RouteId::GetUsage)]),
-        p if job_id_segment(p).is_some() => ("GET", &[(&Method::GET, RouteId::GetJob)]),
-        _ => return Route::Unknown,
-    };
-    match id.iter().find(|(m, _)| *m == method) {
-        Some((_, r)) => Route::Matched(*r),
-        None => Route::WrongMethod(allowed),
-    }
-}
-
-/// The `{job_id}` of `/v1/jobs/{job_id}`: one non-empty segment.
-fn job_id_segment(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/v1/jobs/")?;
-    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
-}
-
-async fn dispatch(
-    state: &AppState,
-    req: &Request,
-    route: RouteId,
-    ctx: &mut Context,
-) -> Result<Reply, ApiError> {
-    match route {
-        RouteId::Health => Ok(Reply::json(StatusCode::OK, json!({"status": "ok"}))),
-        // Boxed: the SDK's futures are deep, and a route's future need not live on the stack.
-        RouteId::CreateJob => Box::pin(jobs::create(state, req, ctx)).await,
-        RouteId::GetJob => {
-            let id = job_id_segment(req.path.trim_end_matches('/')).unwrap_or_default();
-            Box::pin(jobs::get(state, req, id, ctx)).await
-        }
-        RouteId::CreateUpload => Box::pin(uploads::create(state, req, ctx)).await,
-        RouteId::GetUsage => Box::pin(usage::get(state, req, ctx)).await,
-    }
-}
-
-/// Authenticates the caller from `Authorization: Bearer <key>` or `x-api-key: <key>`.
-async fn authenticate(
-    state: &AppState,
-    req: &Request,
-    ctx: &mut Context,
-) -> Result<resizer_aws::auth::Principal, ApiError> {
-    let key = req
-        .api_key()
-        .ok_or_else(|| ApiError::unauthorized("no key"))?;
-    let p = state
-        .auth_cache
-        .authenticate(&state.tables, key, state.now())
-        .await?;
-    ctx.customer_id = Some(p.customer_id.clone());
-    Ok(p)
-}
-
-fn truncate(s: &str) -> String {
-    if s.len() <= 80 {
-        s.to_owned()
-    } else {
-        let mut end = 80;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routing() {
-        let r = |m: Method, p: &str| route_of(&m, p);
-        assert_eq!(
-            r(Method::GET, "/v1/health"),
-            Route::Matched(RouteId::Health)
-        );
-        assert_eq!(
-            r(Method::POST, "/v1/jobs"),
-            Route::Matched(RouteId::CreateJob)
-        );
-        assert_eq!(
-            r(Method::POST, "/v1/jobs/"),
-            Route::Matched(RouteId::CreateJob)
-        );
-        assert_eq!(
-            r(Method::GET, "/v1/jobs/abc"),
-            Route::Matched(RouteId::GetJob)
-        );
-        assert_eq!(r(Method::DELETE, "/v1/jobs/abc"), Route::WrongMethod("GET"));
-        assert_eq!(r(Method::GET, "/v1/jobs"), Route::WrongMethod("POST"));
-        assert_eq!(r(Method::GET, "/v1/jobs/a/b"), Route::Unknown);
-        assert_eq!(r(Method::GET, "/v2/jobs"), Route::Unknown);
-        assert_eq!(r(Method::GET, "/"), Route::Unknown);
-        assert_eq!(
-            r(Method::POST, "/v1/uploads"),
-            Route::Matched(RouteId::CreateUpload)
-        );
-        assert_eq!(
-            r(Method::GET, "/v1/usage"),
-            Route::Matched(RouteId::GetUsage)
-        );
-    }
-
-    #[test]
-    fn every_route_is_routable() {
-        for (m, p) in ROUTES {
-            let path = p.replace("{job_id}", "x");
-            let route = route_of(&Method::from_bytes(m.as_bytes()).unwrap(), &path);
-            assert!(
-                matches!(route, Route::Matched(r) if r.name() == format!("{m} {p}")),
-                "{m} {p}"
-            );
-        }
-    }
+    let resp = api.clone().oneshot(req).await?;
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    // Every body the API sends is JSON text.
+    out.body =
+        (!bytes.is_empty()).then(|| Body::Text(String::from_utf8_lossy(&bytes).into_owned()));
+    out.is_base64_encoded = false;
+    Ok(out)
 }

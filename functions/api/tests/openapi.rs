@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use resizer_api::{CODES, ROUTES};
+use resizer_api::CODES;
+use resizer_core::contract::Route;
 use serde_yaml::Value;
 
 fn spec() -> Value {
@@ -21,9 +22,9 @@ fn routes_match() {
             documented.insert((m, path.as_str().unwrap().to_owned()));
         }
     }
-    let routed: BTreeSet<(String, String)> = ROUTES
+    let routed: BTreeSet<(String, String)> = Route::ALL
         .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .map(|r| (r.method().to_owned(), r.path().to_owned()))
         .collect();
     assert_eq!(documented, routed);
 }

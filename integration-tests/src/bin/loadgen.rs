@@ -15,11 +15,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use resizer_aws::AppState;
 use resizer_aws::stack::StackInfo;
 use resizer_core::job::{JobId, JobStatus};
 use resizer_core::key::{ApiKey, Customer, KeyRecord};
-use resizer_core::usage::{HourKey, Totals};
+use resizer_core::usage::{HourKey, Period, Totals};
 use tokio::sync::Semaphore;
 
 struct Args {
@@ -144,12 +143,18 @@ async fn main() {
     let info = StackInfo::describe(&sdk, &name)
         .await
         .expect("read the stack (is `make dev` up?)");
-    let state = AppState::new(&sdk, info.config().expect("config"));
+    let state = info.app(&sdk).expect("the stack's resources and settings");
     let customer = Customer::new("load", state.now());
-    state.tables.put_new_customer(&customer).await.unwrap();
+    state
+        .stores
+        .accounts
+        .put_new_customer(&customer)
+        .await
+        .unwrap();
     let key = ApiKey::generate();
     state
-        .tables
+        .stores
+        .accounts
         .put_new_key(&KeyRecord::new(&key, &customer.customer_id, state.now()))
         .await
         .unwrap();
@@ -243,7 +248,7 @@ async fn main() {
         );
         let mut still = Vec::new();
         for id in pending {
-            match state.tables.get_job(&id).await {
+            match state.stores.jobs.get(&id).await {
                 Ok(Some(j)) if j.status.is_terminal() => {
                     jobs.insert(id, j);
                 }
@@ -295,12 +300,7 @@ async fn main() {
     let mut missing_results = 0;
     for j in &done {
         let key = &j.result.as_ref().unwrap().key;
-        if state
-            .s3
-            .head(&state.config.results_bucket, key)
-            .await
-            .is_err()
-        {
+        if state.stores.results.head(key).await.is_err() {
             missing_results += 1;
         }
     }
@@ -317,7 +317,7 @@ async fn main() {
     let mut raw_items = 0usize;
     let mut seen: HashMap<JobId, usize> = HashMap::new();
     for h in &hours {
-        for r in state.tables.usage_of_hour(*h).await.unwrap() {
+        for r in state.stores.usage_log.records_of_hour(*h).await.unwrap() {
             if r.customer_id == customer.customer_id {
                 raw_items += 1;
                 *seen.entry(r.job_id.clone()).or_default() += 1;
@@ -332,12 +332,13 @@ async fn main() {
         ));
     }
     // Rollups: aggregate now and compare.
-    resizer_aggregate::run(&state).await.expect("aggregate");
+    state.aggregate().await.expect("aggregate");
     let mut rolled = Totals::default();
     for h in &hours {
         if let Some(t) = state
-            .tables
-            .get_rollup(&customer.customer_id, &format!("H#{h}"))
+            .stores
+            .rollups
+            .get(&customer.customer_id, Period::hour(*h))
             .await
             .unwrap()
         {

@@ -13,12 +13,19 @@ use std::time::Duration;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use axum::Router;
 use base64::Engine as _;
 use lambda_runtime::{Context, LambdaEvent};
+use resizer_app::{App, Clock, Metrics, Settings};
+use resizer_aws::resources::{self, Resources};
+use resizer_aws::sqs::SqsQueue;
 use resizer_aws::stack::StackInfo;
-use resizer_aws::{AppState, Config};
+use resizer_aws::{Adapters, resources::Resource};
 use resizer_core::key::{ApiKey, Customer, KeyRecord};
+use resizer_resize::Resize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tower_http::normalize_path::NormalizePath;
 
 pub type R<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -36,36 +43,125 @@ pub async fn stack() -> (aws_config::SdkConfig, StackInfo) {
     (sdk, info)
 }
 
-/// An app state against the local stack, with the configuration tweaked by `f`.
-pub async fn state_with(f: impl FnOnce(&mut Config)) -> AppState {
-    let (sdk, info) = stack().await;
-    let mut config = info
-        .config()
-        .expect("the stack outputs make a valid config");
-    f(&mut config);
-    AppState::new(&sdk, config)
+/// The service against the local stack, as the functions build it, plus the adapters and names
+/// the tests look behind it with.
+#[derive(Clone)]
+pub struct State {
+    pub app: App,
+    pub adapters: Adapters,
+    pub resources: Resources,
+    pub info: StackInfo,
+    pub sdk: aws_config::SdkConfig,
+    pub resize: Arc<Resize>,
+    pub api: NormalizePath<Router>,
 }
 
-pub async fn state() -> AppState {
-    state_with(|_| {}).await
+impl State {
+    fn build(
+        sdk: aws_config::SdkConfig,
+        info: StackInfo,
+        resources: Resources,
+        settings: Settings,
+    ) -> Self {
+        let adapters = Adapters::new(&sdk, &resources, &settings);
+        let app = App::new(settings, adapters.stores());
+        Self::with_app(sdk, info, resources, adapters, app)
+    }
+
+    fn with_app(
+        sdk: aws_config::SdkConfig,
+        info: StackInfo,
+        resources: Resources,
+        adapters: Adapters,
+        app: App,
+    ) -> Self {
+        Self {
+            resize: Arc::new(Resize::new(app.clone(), resources.jobs_dlq_arn.clone())),
+            api: resizer_api::router(app.clone()),
+            app,
+            adapters,
+            resources,
+            info,
+            sdk,
+        }
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.app.now()
+    }
+
+    /// The same state with `f` applied to its app (a clock, metrics, other ports).
+    pub fn map_app(self, f: impl FnOnce(App) -> App) -> Self {
+        let app = f(self.app);
+        Self::with_app(self.sdk, self.info, self.resources, self.adapters, app)
+    }
+
+    pub fn with_clock(self, clock: Clock) -> Self {
+        self.map_app(|a| a.with_clock(clock))
+    }
+
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        self.map_app(|a| a.with_metrics(metrics))
+    }
+
+    pub fn output(&self, r: Resource) -> String {
+        self.info
+            .output(r)
+            .unwrap_or_else(|| panic!("the stack has no output {}", r.output))
+            .to_owned()
+    }
+
+    /// A queue adapter bound to `url` (the jobs queue or the DLQ).
+    pub fn queue_at(&self, url: &str) -> SqsQueue {
+        SqsQueue::new(self.adapters.queue.client().clone(), url)
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        self.adapters.results.client()
+    }
+}
+
+/// The service against the local stack, with its resources and settings tweaked by `f`.
+pub async fn state_with(f: impl FnOnce(&mut Resources, &mut Settings)) -> State {
+    let (sdk, info) = stack().await;
+    let mut resources = info
+        .resources()
+        .expect("the stack outputs name every resource");
+    let mut settings = info.settings().expect("valid settings");
+    f(&mut resources, &mut settings);
+    State::build(sdk, info, resources, settings)
+}
+
+pub async fn state() -> State {
+    state_with(|_, _| {}).await
 }
 
 pub fn dlq_url(info: &StackInfo) -> String {
-    info.outputs["JobsDlqUrl"].clone()
+    info.output(resources::JOBS_DLQ_URL)
+        .expect("JobsDlqUrl")
+        .to_owned()
 }
 
 /// A fresh customer with one active key.
-pub async fn customer(state: &AppState, quota: Option<u64>) -> (Customer, String) {
+pub async fn customer(state: &State, quota: Option<u64>) -> (Customer, String) {
     let mut c = Customer::new("it", state.now());
     c.monthly_job_quota = quota;
     state
-        .tables
+        .app
+        .stores
+        .accounts
         .put_new_customer(&c)
         .await
         .expect("put customer");
     let key = ApiKey::generate();
     state
-        .tables
+        .app
+        .stores
+        .accounts
         .put_new_key(&KeyRecord::new(&key, &c.customer_id, state.now()))
         .await
         .expect("put key");
@@ -75,7 +171,8 @@ pub async fn customer(state: &AppState, quota: Option<u64>) -> (Customer, String
 // ---- API Gateway events ------------------------------------------------------------------------
 
 /// A real API Gateway HTTP API payload 2.0 event (the shape AWS documents), to be specialised.
-pub const APIGW_FIXTURE: &str = include_str!("../fixtures/apigw-v2-request.json");
+pub const APIGW_FIXTURE: &str =
+    include_str!("../../../functions/api/tests/fixtures/apigw-v2-request.json");
 
 pub struct Req {
     pub method: &'static str,
@@ -194,10 +291,10 @@ pub fn decode(resp: ApiGatewayV2httpResponse) -> Resp {
 }
 
 /// Calls the api handler as Lambda would.
-pub async fn call(state: &AppState, req: Req) -> Resp {
+pub async fn call(state: &State, req: Req) -> Resp {
     let mut ctx = Context::default();
     ctx.request_id = uuid::Uuid::new_v4().to_string();
-    let resp = resizer_api::handler(state, LambdaEvent::new(req.event(), ctx))
+    let resp = resizer_api::handler(&state.api, LambdaEvent::new(req.event(), ctx))
         .await
         .expect("the api handler never returns Err");
     decode(resp)
@@ -208,15 +305,15 @@ pub async fn call(state: &AppState, req: Req) -> Resp {
 /// Receives up to `max` messages from `queue_url` and wraps them in the SQS event Lambda would
 /// deliver from `queue_arn`.
 pub async fn receive_event(
-    state: &AppState,
+    state: &State,
     queue_url: &str,
     queue_arn: &str,
     max: i32,
     wait: i32,
 ) -> SqsEvent {
     let msgs = state
-        .queue
-        .receive(queue_url, max, wait)
+        .queue_at(queue_url)
+        .receive(max, wait)
         .await
         .expect("receive");
     let records: Vec<Value> = msgs
@@ -248,9 +345,9 @@ pub async fn receive_event(
 
 /// Calls the resize handler with `event`, then deletes what it consumed (as the event source
 /// mapping does). Returns the handler's response.
-pub async fn run_resize(state: &AppState, queue_url: &str, event: SqsEvent) -> SqsBatchResponse {
+pub async fn run_resize(state: &State, queue_url: &str, event: SqsEvent) -> SqsBatchResponse {
     let records = event.records.clone();
-    let resp = resizer_resize::handler(state, LambdaEvent::new(event, Context::default()))
+    let resp = resizer_resize::handler(&state.resize, LambdaEvent::new(event, Context::default()))
         .await
         .expect("the resize handler never returns Err");
     for r in &records {
@@ -258,7 +355,7 @@ pub async fn run_resize(state: &AppState, queue_url: &str, event: SqsEvent) -> S
             continue;
         }
         if let Some(h) = &r.receipt_handle {
-            state.queue.delete(queue_url, h).await.expect("delete");
+            state.queue_at(queue_url).delete(h).await.expect("delete");
         }
     }
     resp
@@ -273,17 +370,18 @@ fn reported_failed(resp: &SqsBatchResponse, record: &SqsMessage) -> bool {
 }
 
 /// Drains the jobs queue until every job in `job_ids` is terminal (or the deadline passes).
-pub async fn process_until_done(state: &AppState, job_ids: &[String]) {
-    let (_, info) = stack().await;
-    let arn = info.outputs["JobsQueueArn"].clone();
-    let url = state.config.jobs_queue_url.clone();
+pub async fn process_until_done(state: &State, job_ids: &[String]) {
+    let arn = state.output(resources::JOBS_QUEUE_ARN);
+    let url = state.resources.jobs_queue_url.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let mut all_done = true;
         for id in job_ids {
             let job = state
-                .tables
-                .get_job(&resizer_core::job::JobId::parse(id).expect("job id"))
+                .app
+                .stores
+                .jobs
+                .get(&resizer_core::job::JobId::parse(id).expect("job id"))
                 .await
                 .expect("get job")
                 .expect("job exists");
@@ -312,7 +410,7 @@ pub async fn process_until_done(state: &AppState, job_ids: &[String]) {
                 r.message_id.as_deref().unwrap_or_default()
             );
             if let Some(h) = &r.receipt_handle {
-                let _ = state.queue.release(&url, h, 2).await;
+                let _ = state.queue_at(&url).release(h, 2).await;
             }
         }
     }
@@ -424,10 +522,9 @@ pub struct Drainer {
 }
 
 impl Drainer {
-    pub async fn start(state: &AppState) -> Self {
-        let (_, info) = stack().await;
-        let arn = info.outputs["JobsQueueArn"].clone();
-        let url = state.config.jobs_queue_url.clone();
+    pub async fn start(state: &State) -> Self {
+        let arn = state.output(resources::JOBS_QUEUE_ARN);
+        let url = state.resources.jobs_queue_url.clone();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (s, st) = (stop.clone(), state.clone());
         let handle = tokio::spawn(async move {

@@ -1,0 +1,567 @@
+//! In-memory adapters of every port, for unit tests of the use cases: the same contracts as the
+//! AWS adapters (conditional writes, atomic finish, overwrite-by-key), with scripted faults.
+//!
+//! ```
+//! # use resizer_app::{memory::Memory, Settings};
+//! let mem = Memory::new();
+//! let app = mem.app(Settings::default());
+//! mem.faults.fail_next("queue.send", resizer_app::StoreError::unavailable("sqs:SendMessage", "down"));
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use resizer_core::job::{Job, JobId, JobMessage, JobStatus};
+use resizer_core::key::{Customer, CustomerStatus, KeyRecord, KeyStatus};
+use resizer_core::usage::{HourKey, Period, Totals, UsageRecord};
+use time::OffsetDateTime;
+
+use crate::ports::{
+    Accounts, ArchiveMarker, Claim, Finish, JobQueue, JobStore, ObjectHead, ObjectStore, Presigned,
+    Rollups, UsageLog,
+};
+use crate::{App, Settings, StoreError, Stores};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Scripted failures: the next calls of an operation (named `"<port>.<method>"`, e.g.
+/// `"jobs.finish"`, `"staging.put"`, `"queue.send"`) fail with the given errors, in order.
+#[derive(Debug, Default)]
+pub struct Faults {
+    plan: Mutex<HashMap<&'static str, VecDeque<StoreError>>>,
+    calls: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl Faults {
+    pub fn fail_next(&self, op: &'static str, e: StoreError) {
+        lock(&self.plan).entry(op).or_default().push_back(e);
+    }
+
+    /// How many times `op` was called (failed calls included).
+    pub fn calls(&self, op: &'static str) -> u64 {
+        lock(&self.calls).get(op).copied().unwrap_or(0)
+    }
+
+    fn check(&self, op: &'static str) -> Result<(), StoreError> {
+        *lock(&self.calls).entry(op).or_default() += 1;
+        match lock(&self.plan).get_mut(op).and_then(VecDeque::pop_front) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Every port in memory, sharing one [`Faults`].
+#[derive(Clone)]
+pub struct Memory {
+    pub faults: Arc<Faults>,
+    pub jobs: Arc<MemoryJobs>,
+    pub staging: Arc<MemoryObjects>,
+    pub results: Arc<MemoryObjects>,
+    pub archive: Arc<MemoryObjects>,
+    pub queue: Arc<MemoryQueue>,
+    pub accounts: Arc<MemoryAccounts>,
+    pub usage_log: Arc<MemoryUsageLog>,
+    pub rollups: Arc<MemoryRollups>,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Memory {
+    pub fn new() -> Self {
+        let faults = Arc::new(Faults::default());
+        let usage_log = Arc::new(MemoryUsageLog {
+            faults: faults.clone(),
+            records: Mutex::default(),
+        });
+        let objects = |name: &'static str| {
+            Arc::new(MemoryObjects {
+                name,
+                faults: faults.clone(),
+                objects: Mutex::default(),
+            })
+        };
+        Self {
+            jobs: Arc::new(MemoryJobs {
+                faults: faults.clone(),
+                jobs: Mutex::default(),
+                usage: usage_log.clone(),
+            }),
+            staging: objects("staging"),
+            results: objects("results"),
+            archive: objects("archive"),
+            queue: Arc::new(MemoryQueue {
+                faults: faults.clone(),
+                sent: Mutex::default(),
+            }),
+            accounts: Arc::new(MemoryAccounts {
+                faults: faults.clone(),
+                keys: Mutex::default(),
+                customers: Mutex::default(),
+            }),
+            usage_log,
+            rollups: Arc::new(MemoryRollups {
+                faults: faults.clone(),
+                rollups: Mutex::default(),
+                markers: Mutex::default(),
+            }),
+            faults,
+        }
+    }
+
+    pub fn stores(&self) -> Stores {
+        Stores {
+            jobs: self.jobs.clone(),
+            staging: self.staging.clone(),
+            results: self.results.clone(),
+            archive: self.archive.clone(),
+            queue: self.queue.clone(),
+            accounts: self.accounts.clone(),
+            usage_log: self.usage_log.clone(),
+            rollups: self.rollups.clone(),
+        }
+    }
+
+    pub fn app(&self, settings: Settings) -> App {
+        App::new(settings, self.stores())
+    }
+
+    /// A customer's hour rollup, if written.
+    pub async fn rollups_get(&self, customer_id: &str, hour: HourKey) -> Option<Totals> {
+        self.rollups
+            .get(customer_id, Period::hour(hour))
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+// ---- jobs ----------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct MemoryJobs {
+    faults: Arc<Faults>,
+    jobs: Mutex<BTreeMap<JobId, Job>>,
+    usage: Arc<MemoryUsageLog>,
+}
+
+impl MemoryJobs {
+    pub fn all(&self) -> Vec<Job> {
+        lock(&self.jobs).values().cloned().collect()
+    }
+
+    /// Writes a job as it is (tests set up states with it).
+    pub fn insert(&self, job: Job) {
+        lock(&self.jobs).insert(job.job_id.clone(), job);
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryJobs {
+    async fn put_new(&self, job: &Job) -> Result<(), StoreError> {
+        self.faults.check("jobs.put_new")?;
+        let mut jobs = lock(&self.jobs);
+        if jobs.contains_key(&job.job_id) {
+            return Err(StoreError::Conflict { op: "jobs.put_new" });
+        }
+        jobs.insert(job.job_id.clone(), job.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        self.faults.check("jobs.get")?;
+        Ok(lock(&self.jobs).get(id).cloned())
+    }
+
+    async fn delete_queued(&self, id: &JobId) -> Result<(), StoreError> {
+        self.faults.check("jobs.delete_queued")?;
+        let mut jobs = lock(&self.jobs);
+        match jobs.get(id) {
+            Some(j) if j.status == JobStatus::Queued => {
+                jobs.remove(id);
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict {
+                op: "jobs.delete_queued",
+            }),
+        }
+    }
+
+    async fn claim(&self, id: &JobId, now: OffsetDateTime) -> Result<Claim, StoreError> {
+        self.faults.check("jobs.claim")?;
+        let mut jobs = lock(&self.jobs);
+        let Some(job) = jobs.get_mut(id) else {
+            return Ok(Claim::Missing);
+        };
+        if job.status.is_terminal() {
+            return Ok(Claim::Finished(job.clone()));
+        }
+        job.status = JobStatus::Processing;
+        job.updated_at = now;
+        job.attempts += 1;
+        Ok(Claim::Claimed(job.clone()))
+    }
+
+    async fn finish(&self, job: &Job, usage: &UsageRecord) -> Result<Finish, StoreError> {
+        self.faults.check("jobs.finish")?;
+        let mut jobs = lock(&self.jobs);
+        let Some(stored) = jobs.get_mut(&job.job_id) else {
+            return Ok(Finish::AlreadyFinished);
+        };
+        if !stored.status.can_move_to(job.status) {
+            return Ok(Finish::AlreadyFinished);
+        }
+        stored.status = job.status;
+        stored.updated_at = job.updated_at;
+        stored.result = job.result.clone();
+        stored.error = job.error.clone();
+        self.usage.insert(usage);
+        Ok(Finish::Recorded)
+    }
+}
+
+// ---- objects -------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct MemoryObjects {
+    name: &'static str,
+    faults: Arc<Faults>,
+    objects: Mutex<BTreeMap<String, (Vec<u8>, String)>>,
+}
+
+impl MemoryObjects {
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.objects).keys().cloned().collect()
+    }
+
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        lock(&self.objects).get(key).map(|(b, _)| b.clone())
+    }
+
+    fn op(&self, method: &'static str) -> &'static str {
+        // One static name per bucket and method, for Faults.
+        match (self.name, method) {
+            ("staging", "put") => "staging.put",
+            ("staging", "head") => "staging.head",
+            ("staging", "get") => "staging.get",
+            ("staging", "delete") => "staging.delete",
+            ("results", "put") => "results.put",
+            ("archive", "put") => "archive.put",
+            (_, "presign") => "objects.presign",
+            _ => "objects.other",
+        }
+    }
+
+    fn not_found(&self) -> StoreError {
+        StoreError::NotFound {
+            op: self.op("head"),
+        }
+    }
+
+    fn sign(&self, key: &str, ttl: Duration, method: &str) -> Presigned {
+        let expires_at = OffsetDateTime::now_utc() + ttl;
+        Presigned {
+            url: format!(
+                "memory://{}/{key}?method={method}&expires={}",
+                self.name,
+                expires_at.unix_timestamp()
+            ),
+            expires_at,
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryObjects {
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
+        self.faults.check(self.op("put"))?;
+        lock(&self.objects).insert(key.to_owned(), (body, content_type.to_owned()));
+        Ok(())
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
+        self.faults.check(self.op("head"))?;
+        let objects = lock(&self.objects);
+        let (body, ct) = objects.get(key).ok_or_else(|| self.not_found())?;
+        Ok(ObjectHead {
+            size: body.len() as u64,
+            content_type: Some(ct.clone()),
+        })
+    }
+
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
+        self.faults.check(self.op("get"))?;
+        let objects = lock(&self.objects);
+        let (body, _) = objects.get(key).ok_or_else(|| self.not_found())?;
+        if body.len() as u64 > max_bytes {
+            return Err(StoreError::other(
+                "objects.get",
+                format!("object is {} bytes, over the {max_bytes} limit", body.len()),
+            ));
+        }
+        Ok(body.clone())
+    }
+
+    async fn get_prefix(&self, key: &str, n: u64) -> Result<Vec<u8>, StoreError> {
+        self.faults.check(self.op("get"))?;
+        let objects = lock(&self.objects);
+        let (body, _) = objects.get(key).ok_or_else(|| self.not_found())?;
+        Ok(body[..body.len().min(n as usize)].to_vec())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.faults.check(self.op("delete"))?;
+        lock(&self.objects).remove(key);
+        Ok(())
+    }
+
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
+        self.faults.check(self.op("presign"))?;
+        Ok(self.sign(key, ttl, "GET"))
+    }
+
+    async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
+        self.faults.check(self.op("presign"))?;
+        Ok(self.sign(key, ttl, "PUT"))
+    }
+}
+
+// ---- queue ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct MemoryQueue {
+    faults: Arc<Faults>,
+    sent: Mutex<Vec<JobMessage>>,
+}
+
+impl MemoryQueue {
+    /// Every message sent, in order.
+    pub fn sent(&self) -> Vec<JobMessage> {
+        lock(&self.sent).clone()
+    }
+}
+
+#[async_trait]
+impl JobQueue for MemoryQueue {
+    async fn send(&self, msg: &JobMessage) -> Result<(), StoreError> {
+        self.faults.check("queue.send")?;
+        lock(&self.sent).push(msg.clone());
+        Ok(())
+    }
+}
+
+// ---- accounts ------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct MemoryAccounts {
+    faults: Arc<Faults>,
+    keys: Mutex<BTreeMap<String, KeyRecord>>,
+    customers: Mutex<BTreeMap<String, Customer>>,
+}
+
+#[async_trait]
+impl Accounts for MemoryAccounts {
+    async fn put_new_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.faults.check("accounts.put_new_key")?;
+        let mut keys = lock(&self.keys);
+        if keys.contains_key(&key.key_id) {
+            return Err(StoreError::Conflict {
+                op: "accounts.put_new_key",
+            });
+        }
+        keys.insert(key.key_id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.faults.check("accounts.get_key")?;
+        Ok(lock(&self.keys).get(key_id).cloned())
+    }
+
+    async fn revoke_key(&self, key_id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.faults.check("accounts.revoke_key")?;
+        let mut keys = lock(&self.keys);
+        let k = keys.get_mut(key_id).ok_or(StoreError::NotFound {
+            op: "accounts.revoke_key",
+        })?;
+        k.status = KeyStatus::Revoked;
+        k.revoked_at.get_or_insert(now);
+        Ok(())
+    }
+
+    async fn list_keys(&self, customer_id: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        self.faults.check("accounts.list_keys")?;
+        let mut keys: Vec<KeyRecord> = lock(&self.keys)
+            .values()
+            .filter(|k| k.customer_id == customer_id)
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
+    }
+
+    async fn put_new_customer(&self, c: &Customer) -> Result<(), StoreError> {
+        self.faults.check("accounts.put_new_customer")?;
+        let mut cs = lock(&self.customers);
+        if cs.contains_key(&c.customer_id) {
+            return Err(StoreError::Conflict {
+                op: "accounts.put_new_customer",
+            });
+        }
+        cs.insert(c.customer_id.clone(), c.clone());
+        Ok(())
+    }
+
+    async fn get_customer(&self, id: &str) -> Result<Option<Customer>, StoreError> {
+        self.faults.check("accounts.get_customer")?;
+        Ok(lock(&self.customers).get(id).cloned())
+    }
+
+    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
+        self.faults.check("accounts.list_customers")?;
+        let mut cs: Vec<Customer> = lock(&self.customers).values().cloned().collect();
+        cs.sort_by_key(|c| c.created_at);
+        Ok(cs)
+    }
+
+    async fn set_customer_status(
+        &self,
+        id: &str,
+        status: CustomerStatus,
+    ) -> Result<(), StoreError> {
+        self.faults.check("accounts.set_customer_status")?;
+        let mut cs = lock(&self.customers);
+        let c = cs.get_mut(id).ok_or(StoreError::NotFound {
+            op: "accounts.set_customer_status",
+        })?;
+        c.status = status;
+        Ok(())
+    }
+
+    async fn set_customer_quota(&self, id: &str, quota: Option<u64>) -> Result<(), StoreError> {
+        self.faults.check("accounts.set_customer_quota")?;
+        let mut cs = lock(&self.customers);
+        let c = cs.get_mut(id).ok_or(StoreError::NotFound {
+            op: "accounts.set_customer_quota",
+        })?;
+        c.monthly_job_quota = quota;
+        Ok(())
+    }
+}
+
+// ---- usage ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct MemoryUsageLog {
+    faults: Arc<Faults>,
+    /// (hour, sort key) → record: a repeat overwrites its own record, as in the table.
+    records: Mutex<BTreeMap<(HourKey, String), UsageRecord>>,
+}
+
+impl MemoryUsageLog {
+    pub fn all(&self) -> Vec<UsageRecord> {
+        lock(&self.records).values().cloned().collect()
+    }
+
+    fn insert(&self, r: &UsageRecord) {
+        lock(&self.records).insert((r.hour(), r.sk()), r.clone());
+    }
+}
+
+#[async_trait]
+impl UsageLog for MemoryUsageLog {
+    async fn put(&self, record: &UsageRecord) -> Result<(), StoreError> {
+        self.faults.check("usage.put")?;
+        self.insert(record);
+        Ok(())
+    }
+
+    async fn records_of_hour(&self, hour: HourKey) -> Result<Vec<UsageRecord>, StoreError> {
+        self.faults.check("usage.records_of_hour")?;
+        Ok(lock(&self.records)
+            .range((hour, String::new())..(hour.next(), String::new()))
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+}
+
+#[derive(Debug)]
+pub struct MemoryRollups {
+    faults: Arc<Faults>,
+    /// (customer, sort key) → totals; sort keys order like the table's.
+    rollups: Mutex<BTreeMap<(String, String), Totals>>,
+    markers: Mutex<BTreeMap<HourKey, ArchiveMarker>>,
+}
+
+#[async_trait]
+impl Rollups for MemoryRollups {
+    async fn put(
+        &self,
+        customer_id: &str,
+        period: Period,
+        totals: &Totals,
+        _now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.faults.check("rollups.put")?;
+        lock(&self.rollups).insert((customer_id.to_owned(), period.to_string()), *totals);
+        Ok(())
+    }
+
+    async fn get(&self, customer_id: &str, period: Period) -> Result<Option<Totals>, StoreError> {
+        self.faults.check("rollups.get")?;
+        Ok(lock(&self.rollups)
+            .get(&(customer_id.to_owned(), period.to_string()))
+            .copied())
+    }
+
+    async fn between(
+        &self,
+        customer_id: &str,
+        from: Period,
+        to: Period,
+    ) -> Result<Vec<(Period, Totals)>, StoreError> {
+        self.faults.check("rollups.between")?;
+        let c = customer_id.to_owned();
+        Ok(lock(&self.rollups)
+            .range((c.clone(), from.to_string())..=(c, to.to_string()))
+            .filter_map(|((_, k), t)| Some((Period::parse(k)?, *t)))
+            .collect())
+    }
+
+    async fn within(
+        &self,
+        customer_id: &str,
+        parent: Period,
+    ) -> Result<Vec<(Period, Totals)>, StoreError> {
+        self.faults.check("rollups.within")?;
+        let Some(prefix) = parent.children_prefix() else {
+            return Ok(Vec::new());
+        };
+        Ok(lock(&self.rollups)
+            .iter()
+            .filter(|((c, k), _)| c == customer_id && k.starts_with(&prefix))
+            .filter_map(|((_, k), t)| Some((Period::parse(k)?, *t)))
+            .collect())
+    }
+
+    async fn archive_marker(&self, hour: HourKey) -> Result<Option<ArchiveMarker>, StoreError> {
+        self.faults.check("rollups.archive_marker")?;
+        Ok(lock(&self.markers).get(&hour).cloned())
+    }
+
+    async fn put_archive_marker(&self, marker: &ArchiveMarker) -> Result<(), StoreError> {
+        self.faults.check("rollups.put_archive_marker")?;
+        let hour = HourKey::parse(&marker.hour)
+            .ok_or_else(|| StoreError::other("rollups.put_archive_marker", "bad hour"))?;
+        lock(&self.markers).insert(hour, marker.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! The ports: one small trait per kind of storage the use cases need. The AWS adapters
+//! (`resizer-aws`) implement them against S3, SQS and DynamoDB, each bound to its own resource;
+//! [`crate::memory`] implements them in memory for unit tests.
+//!
+//! Every call can be slow, throttled, fail, or succeed without the caller hearing about it, so
+//! every write here is safe to repeat: conditional where a repeat could undo something, an
+//! overwrite of identical content everywhere else.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use resizer_core::image::{ImageError, ImageInfo, Limits};
+use resizer_core::job::{Job, JobId, JobMessage};
+use resizer_core::key::{Customer, CustomerStatus, KeyRecord};
+use resizer_core::transform::{Format, TransformSpec};
+use resizer_core::usage::{HourKey, Period, Totals, UsageRecord};
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+
+/// The outcome of trying to claim a job for processing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Ours to process; `attempts` has been raised.
+    Claimed(Job),
+    /// Already `done` or `failed`: nothing to do.
+    Finished(Job),
+    /// No such job (expired, or never written).
+    Missing,
+}
+
+/// The outcome of finishing a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The terminal state and the usage item were written together.
+    Recorded,
+    /// The job was already terminal; nothing was written.
+    AlreadyFinished,
+}
+
+/// The jobs table. Every state change is a conditional write built from
+/// [`resizer_core::job::JobStatus::allowed_from`], so a redelivered message can never redo or
+/// undo a finished job.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Writes a new `queued` job; refuses to overwrite an existing id.
+    async fn put_new(&self, job: &Job) -> Result<(), StoreError>;
+    /// Reads a job, strongly consistent (a poller must see its own writes).
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError>;
+    /// Removes a job that never made it onto the queue. Only a `queued` job can be removed.
+    async fn delete_queued(&self, id: &JobId) -> Result<(), StoreError>;
+    /// `queued` → `processing`, or a redelivered `processing` with its attempt count raised.
+    async fn claim(&self, id: &JobId, now: OffsetDateTime) -> Result<Claim, StoreError>;
+    /// Moves `job` to its terminal status (with `result` or `error`) and writes its usage record,
+    /// atomically: both or neither.
+    async fn finish(&self, job: &Job, usage: &UsageRecord) -> Result<Finish, StoreError>;
+}
+
+/// An object's size and type, from a HEAD request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub content_type: Option<String>,
+}
+
+/// A presigned request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigned {
+    pub url: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// One bucket: staging, results or the usage archive.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError>;
+    async fn head(&self, key: &str) -> Result<ObjectHead, StoreError>;
+    /// Reads a whole object. `max_bytes` guards memory: a larger object is an error before its
+    /// body is read.
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError>;
+    /// Reads the first `n` bytes of an object (enough for a header).
+    async fn get_prefix(&self, key: &str, n: u64) -> Result<Vec<u8>, StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// A presigned GET URL, valid for `ttl` from now. Signing is local: no request is sent.
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError>;
+    /// A presigned PUT URL, valid for `ttl` from now.
+    async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError>;
+}
+
+/// The jobs queue.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    async fn send(&self, msg: &JobMessage) -> Result<(), StoreError>;
+}
+
+/// The api-keys and customers tables: the management plane writes them, authentication reads
+/// them.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    async fn put_new_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    async fn get_key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Revokes a key. `NotFound` if there is no such key.
+    async fn revoke_key(&self, key_id: &str, now: OffsetDateTime) -> Result<(), StoreError>;
+    /// A customer's keys, oldest first.
+    async fn list_keys(&self, customer_id: &str) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn put_new_customer(&self, c: &Customer) -> Result<(), StoreError>;
+    async fn get_customer(&self, id: &str) -> Result<Option<Customer>, StoreError>;
+    /// Every customer, oldest first.
+    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError>;
+    /// `NotFound` if there is no such customer.
+    async fn set_customer_status(&self, id: &str, status: CustomerStatus)
+    -> Result<(), StoreError>;
+    /// Sets (or with `None`, removes) a customer's monthly job quota. `NotFound` if there is no
+    /// such customer.
+    async fn set_customer_quota(&self, id: &str, quota: Option<u64>) -> Result<(), StoreError>;
+}
+
+/// The raw usage table: one item per job outcome.
+#[async_trait]
+pub trait UsageLog: Send + Sync {
+    /// Writes a record on its own (the normal path writes it with the job's outcome, through
+    /// [`JobStore::finish`]).
+    async fn put(&self, record: &UsageRecord) -> Result<(), StoreError>;
+    /// Every raw record of one hour.
+    async fn records_of_hour(&self, hour: HourKey) -> Result<Vec<UsageRecord>, StoreError>;
+}
+
+/// A customer's archive bookkeeping for one hour.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchiveMarker {
+    pub hour: String,
+    pub customers: u64,
+    pub records: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub archived_at: OffsetDateTime,
+}
+
+/// The usage-rollups table: per customer and [`Period`], plus the archive markers.
+#[async_trait]
+pub trait Rollups: Send + Sync {
+    /// Overwrites one rollup (rollups are recomputed, never incremented).
+    async fn put(
+        &self,
+        customer_id: &str,
+        period: Period,
+        totals: &Totals,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn get(&self, customer_id: &str, period: Period) -> Result<Option<Totals>, StoreError>;
+    /// A customer's rollups of `from`'s granularity from `from` to `to` (inclusive), in order.
+    async fn between(
+        &self,
+        customer_id: &str,
+        from: Period,
+        to: Period,
+    ) -> Result<Vec<(Period, Totals)>, StoreError>;
+    /// A customer's rollups of the next finer granularity inside `parent` (the hours of a day,
+    /// the days of a month), in order.
+    async fn within(
+        &self,
+        customer_id: &str,
+        parent: Period,
+    ) -> Result<Vec<(Period, Totals)>, StoreError>;
+    async fn archive_marker(&self, hour: HourKey) -> Result<Option<ArchiveMarker>, StoreError>;
+    async fn put_archive_marker(&self, marker: &ArchiveMarker) -> Result<(), StoreError>;
+}
+
+/// An encoded output image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converted {
+    pub bytes: Vec<u8>,
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+    /// What the decoder found.
+    pub input: ImageInfo,
+}
+
+/// The outcome of one conversion and the CPU time it took (billed, even when it failed).
+#[derive(Debug, Clone)]
+pub struct Conversion {
+    pub result: Result<Converted, ImageError>,
+    pub cpu: Duration,
+}
+
+/// The image engine, behind a port so that only the resize function links the codecs. Called on
+/// a blocking thread.
+pub trait Converter: Send + Sync + 'static {
+    fn convert(&self, input: &[u8], spec: &TransformSpec, limits: &Limits) -> Conversion;
+}

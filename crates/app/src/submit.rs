@@ -1,0 +1,294 @@
+//! The request-path use cases: submit a job (inline or from an upload), wait for it, read it,
+//! create an upload, report usage.
+
+use std::time::Duration;
+
+use resizer_core::image::{self, ImageInfo, truncation};
+use resizer_core::job::{InputMeta, Job, JobId, JobMessage, Source, StagingKey, UploadId};
+use resizer_core::transform::{Format, TransformSpec};
+use resizer_core::usage::{Period, Totals, UsageRange};
+use time::OffsetDateTime;
+
+use crate::ports::Presigned;
+use crate::{App, AppError, Principal, Settings};
+
+/// Longest `wait`, in seconds (API Gateway's integration timeout is 30 s).
+pub const MAX_WAIT_SECONDS: u64 = 20;
+/// How much of a large upload is read to sniff its type and dimensions.
+const PROBE_PREFIX_BYTES: u64 = 256 * 1024;
+
+const SUPPORTED_TYPES: &str = "image/jpeg, image/png, image/webp or image/gif";
+
+/// Where a submitted job's image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The request body.
+    Inline(Vec<u8>),
+    /// An `upload_id` from [`App::create_upload`], as the caller sent it.
+    Upload(String),
+}
+
+/// A job as submitted: the transform and the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub spec: TransformSpec,
+    pub input: Input,
+}
+
+impl Submission {
+    /// An image sent in the request body with `content_type` (lowercase, without parameters).
+    /// Refuses what is not an image type, an empty body and a body over the inline limit.
+    pub fn inline(
+        spec: TransformSpec,
+        content_type: Option<&str>,
+        body: &[u8],
+        settings: &Settings,
+    ) -> Result<Self, AppError> {
+        let declared = content_type.and_then(Format::from_mime);
+        if !declared.is_some_and(Format::is_input) {
+            return Err(AppError::UnsupportedMediaType(format!(
+                "Content-Type must be {SUPPORTED_TYPES} (or application/json with an upload_id), \
+                 got {}",
+                content_type.map_or("none".to_string(), |c| format!("{c:?}"))
+            )));
+        }
+        let len = body.len() as u64;
+        if len > settings.max_inline_bytes {
+            return Err(AppError::PayloadTooLarge(format!(
+                "the body is {len} bytes, over the inline limit of {} bytes; upload larger images \
+                 with POST /v1/uploads (up to {} bytes)",
+                settings.max_inline_bytes, settings.max_upload_bytes
+            )));
+        }
+        if body.is_empty() {
+            return Err(AppError::Invalid(
+                "the request body is empty; send the image bytes".into(),
+            ));
+        }
+        Ok(Self {
+            spec,
+            input: Input::Inline(body.to_vec()),
+        })
+    }
+
+    /// An image uploaded earlier, named by its `upload_id`.
+    pub fn upload(spec: TransformSpec, upload_id: String) -> Self {
+        Self {
+            spec,
+            input: Input::Upload(upload_id),
+        }
+    }
+}
+
+/// A presigned upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub upload_id: UploadId,
+    pub url: String,
+    pub expires_at: OffsetDateTime,
+    pub max_bytes: u64,
+}
+
+impl App {
+    /// Creates a job: checks the quota, stages the image (probing its header and, when inline,
+    /// its completeness), writes the job `queued` and enqueues it. When the enqueue fails, the
+    /// job and its staged body are removed again, so that nothing lingers for a job the caller
+    /// was told failed.
+    pub async fn submit(&self, principal: &Principal, sub: Submission) -> Result<Job, AppError> {
+        if principal.over_quota() {
+            return Err(principal.quota_exceeded());
+        }
+        let job = match sub.input {
+            Input::Inline(body) => self.stage_inline(principal, sub.spec, body).await?,
+            Input::Upload(id) => self.stage_upload(principal, sub.spec, &id).await?,
+        };
+        self.stores.jobs.put_new(&job).await?;
+        let msg = JobMessage {
+            job_id: job.job_id.clone(),
+            customer_id: job.customer_id.clone(),
+            enqueued_at_ms: epoch_ms(self.now()),
+        };
+        if let Err(e) = self.stores.queue.send(&msg).await {
+            // The caller gets an error and no job id, so the job must not linger as `queued`.
+            if let Err(d) = self.stores.jobs.delete_queued(&job.job_id).await {
+                tracing::error!(job_id = %job.job_id, error = %d, "could not remove an unqueued job");
+            }
+            if job.staging_key.is_inline()
+                && let Err(d) = self
+                    .stores
+                    .staging
+                    .delete(&job.staging_key.to_string())
+                    .await
+            {
+                tracing::warn!(job_id = %job.job_id, error = %d, "could not remove an unqueued job's staged body; the lifecycle rule will");
+            }
+            return Err(e.into());
+        }
+        Ok(job)
+    }
+
+    async fn stage_inline(
+        &self,
+        principal: &Principal,
+        spec: TransformSpec,
+        body: Vec<u8>,
+    ) -> Result<Job, AppError> {
+        let info = image::probe(&body, &self.settings.limits)?;
+        if let Some(why) = truncation(info.format, &body) {
+            return Err(AppError::Truncated(format!(
+                "the {} image is truncated: {why}",
+                info.format
+            )));
+        }
+        let input = input_meta(info, body.len() as u64);
+        let job = Job::new(
+            principal.customer_id.clone(),
+            spec,
+            input,
+            Source::Inline,
+            self.now(),
+        );
+        self.stores
+            .staging
+            .put(&job.staging_key.to_string(), body, info.format.mime())
+            .await?;
+        Ok(job)
+    }
+
+    async fn stage_upload(
+        &self,
+        principal: &Principal,
+        spec: TransformSpec,
+        upload_id: &str,
+    ) -> Result<Job, AppError> {
+        let upload_id = UploadId::parse(upload_id).ok_or_else(|| {
+            AppError::Invalid("upload_id is not an upload id issued by POST /v1/uploads".into())
+        })?;
+        let key = StagingKey::upload(&principal.customer_id, &upload_id).to_string();
+        let head = self.stores.staging.head(&key).await.map_err(|e| {
+            if e.is_not_found() {
+                AppError::Invalid(
+                    "upload_id names no uploaded image: PUT the image to the url from POST \
+                     /v1/uploads first (uploads expire after 24 hours)"
+                        .into(),
+                )
+            } else {
+                e.into()
+            }
+        })?;
+        if head.size > self.settings.max_upload_bytes {
+            return Err(AppError::PayloadTooLarge(format!(
+                "the upload is {} bytes, over the limit of {} bytes",
+                head.size, self.settings.max_upload_bytes
+            )));
+        }
+        if head.size == 0 {
+            return Err(AppError::Invalid("the uploaded object is empty".into()));
+        }
+        let prefix = self
+            .stores
+            .staging
+            .get_prefix(&key, PROBE_PREFIX_BYTES)
+            .await?;
+        let info = image::probe(&prefix, &self.settings.limits)?;
+        Ok(Job::new(
+            principal.customer_id.clone(),
+            spec,
+            input_meta(info, head.size),
+            Source::Upload(upload_id),
+            self.now(),
+        ))
+    }
+
+    /// Polls until the job is finished or `wait` has passed. Returns the latest state of the job.
+    pub async fn wait_for(&self, job: Job, wait: Duration) -> Result<Job, AppError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut delay = Duration::from_millis(50);
+        let mut latest = job;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(latest);
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            delay = (delay * 2).min(Duration::from_millis(250));
+            if let Some(j) = self.stores.jobs.get(&latest.job_id).await? {
+                latest = j;
+            }
+            if latest.status.is_terminal() {
+                return Ok(latest);
+            }
+        }
+    }
+
+    /// The caller's own job. Another customer's job is `NotFound`, like one that does not exist.
+    pub async fn job(&self, principal: &Principal, id: &str) -> Result<Job, AppError> {
+        let id = JobId::parse(id).ok_or(AppError::NotFound)?;
+        self.stores
+            .jobs
+            .get(&id)
+            .await?
+            .filter(|j| j.customer_id == principal.customer_id)
+            .ok_or(AppError::NotFound)
+    }
+
+    /// A freshly signed URL of a done job's result (valid for the result URL lifetime).
+    pub async fn result_url(&self, job: &Job) -> Result<Option<Presigned>, AppError> {
+        match (&job.status, &job.result) {
+            (resizer_core::job::JobStatus::Done, Some(r)) => Ok(Some(
+                self.stores
+                    .results
+                    .presign_get(&r.key, self.settings.result_url_ttl)
+                    .await?,
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    /// A presigned PUT URL into staging, for an image over the inline limit.
+    pub async fn create_upload(&self, principal: &Principal) -> Result<Upload, AppError> {
+        if principal.over_quota() {
+            return Err(principal.quota_exceeded());
+        }
+        let upload_id = UploadId::generate();
+        let key = StagingKey::upload(&principal.customer_id, &upload_id).to_string();
+        let signed = self
+            .stores
+            .staging
+            .presign_put(&key, self.settings.upload_url_ttl)
+            .await?;
+        Ok(Upload {
+            upload_id,
+            url: signed.url,
+            expires_at: signed.expires_at,
+            max_bytes: self.settings.max_upload_bytes,
+        })
+    }
+
+    /// The caller's rollups over `range`, in order.
+    pub async fn usage(
+        &self,
+        principal: &Principal,
+        range: &UsageRange,
+    ) -> Result<Vec<(Period, Totals)>, AppError> {
+        let (from, to) = range.sort_key_bounds();
+        Ok(self
+            .stores
+            .rollups
+            .between(&principal.customer_id, from, to)
+            .await?)
+    }
+}
+
+fn input_meta(info: ImageInfo, bytes: u64) -> InputMeta {
+    InputMeta {
+        format: info.format,
+        width: info.width,
+        height: info.height,
+        bytes,
+    }
+}
+
+pub(crate) fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}

@@ -1,0 +1,535 @@
+//! The job lifecycle on in-memory adapters: submit, process, redeliver, fail, dead-letter,
+//! compensate. The same use cases run against the local AWS in the integration tests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use resizer_app::memory::Memory;
+use resizer_app::ports::{Accounts, Conversion, Converted, Converter, JobStore, ObjectStore};
+use resizer_app::{App, AppError, Clock, Disposition, Principal, Settings, StoreError, Submission};
+use resizer_core::image::{ImageError, ImageInfo, Limits};
+use resizer_core::job::{Job, JobMessage, JobStatus, StagingKey, UploadId};
+use resizer_core::key::{ApiKey, Customer, KeyRecord};
+use resizer_core::transform::{Format, TransformSpec};
+use resizer_core::usage::Outcome;
+use time::macros::datetime;
+
+/// A converter that answers what it is told and counts its calls.
+struct Fake {
+    answer: Result<Converted, ImageError>,
+    calls: AtomicUsize,
+}
+
+impl Fake {
+    fn ok() -> Arc<Self> {
+        Arc::new(Self {
+            answer: Ok(Converted {
+                bytes: vec![7; 123],
+                format: Format::Webp,
+                width: 4,
+                height: 3,
+                input: ImageInfo {
+                    format: Format::Png,
+                    width: 8,
+                    height: 6,
+                },
+            }),
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    fn err(e: ImageError) -> Arc<Self> {
+        Arc::new(Self {
+            answer: Err(e),
+            calls: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Converter for Fake {
+    fn convert(&self, _: &[u8], _: &TransformSpec, _: &Limits) -> Conversion {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Conversion {
+            result: self.answer.clone(),
+            cpu: Duration::from_millis(5),
+        }
+    }
+}
+
+struct World {
+    mem: Memory,
+    app: App,
+    principal: Principal,
+}
+
+async fn world() -> World {
+    let mem = Memory::new();
+    let app = mem
+        .app(Settings::default())
+        .with_clock(Clock::fixed(datetime!(2026-11-30 10:00 UTC)));
+    let c = Customer::new("t", app.now());
+    mem.accounts.put_new_customer(&c).await.unwrap();
+    let key = ApiKey::generate();
+    mem.accounts
+        .put_new_key(&KeyRecord::new(&key, &c.customer_id, app.now()))
+        .await
+        .unwrap();
+    let principal = app.authenticate(Some(&key.expose())).await.unwrap();
+    World {
+        mem,
+        app,
+        principal,
+    }
+}
+
+/// An 8x6 PNG (the header and an IEND chunk are all the api checks before staging).
+fn png() -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x08\0\0\0\x06\x08\x02\0\0\0".to_vec();
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(b"\0\0\0\0IEND\xaeB`\x82");
+    b
+}
+
+fn spec() -> TransformSpec {
+    TransformSpec::with_width(4).unwrap()
+}
+
+async fn submit(w: &World) -> Job {
+    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
+    w.app.submit(&w.principal, sub).await.unwrap()
+}
+
+fn message(job: &Job) -> JobMessage {
+    JobMessage {
+        job_id: job.job_id.clone(),
+        customer_id: job.customer_id.clone(),
+        enqueued_at_ms: 0,
+    }
+}
+
+async fn stored(w: &World, job: &Job) -> Job {
+    w.mem.jobs.get(&job.job_id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_submitted_job_is_staged_written_queued_and_enqueued() {
+    let w = world().await;
+    let job = submit(&w).await;
+    assert_eq!(job.status, JobStatus::Queued);
+    assert!(job.staging_key.is_inline());
+    assert_eq!(stored(&w, &job).await, job);
+    assert_eq!(
+        w.mem.staging.object(&job.staging_key.to_string()),
+        Some(png())
+    );
+    assert_eq!(
+        w.mem.queue.sent(),
+        vec![JobMessage {
+            enqueued_at_ms: w.mem.queue.sent()[0].enqueued_at_ms,
+            ..message(&job)
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_enqueue_removes_the_job_and_its_staged_body() {
+    let w = world().await;
+    w.mem.faults.fail_next(
+        "queue.send",
+        StoreError::unavailable("sqs:SendMessage", "throttled"),
+    );
+    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
+    let err = w.app.submit(&w.principal, sub).await.unwrap_err();
+    assert!(
+        matches!(err, AppError::Store(ref e) if e.is_retryable()),
+        "{err}"
+    );
+    assert!(w.mem.jobs.all().is_empty(), "no job lingers as queued");
+    assert!(w.mem.staging.keys().is_empty(), "no staged body lingers");
+    assert_eq!(w.mem.faults.calls("jobs.delete_queued"), 1);
+}
+
+#[tokio::test]
+async fn a_job_is_converted_recorded_once_and_its_inline_body_removed() {
+    let w = world().await;
+    let job = submit(&w).await;
+    let engine = Fake::ok();
+    let d = w.app.process(&message(&job), 1, engine.clone()).await;
+    assert_eq!(d, Disposition::Consumed);
+    let done = stored(&w, &job).await;
+    assert_eq!(done.status, JobStatus::Done);
+    assert_eq!(done.attempts, 1);
+    let result = done.result.clone().unwrap();
+    assert_eq!((result.width, result.height, result.bytes), (4, 3, 123));
+    assert_eq!(w.mem.results.object(&result.key), Some(vec![7; 123]));
+    assert!(w.mem.staging.keys().is_empty());
+    let usage = w.mem.usage_log.all();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].outcome, Outcome::Done);
+    assert_eq!(
+        (usage[0].pixels_out, usage[0].bytes_out, usage[0].cpu_ms),
+        (12, 123, 5)
+    );
+    assert_eq!(usage[0].bytes_in, png().len() as u64);
+}
+
+#[tokio::test]
+async fn a_redelivered_message_of_a_finished_job_does_nothing() {
+    let w = world().await;
+    let job = submit(&w).await;
+    let engine = Fake::ok();
+    w.app.process(&message(&job), 1, engine.clone()).await;
+    let first = stored(&w, &job).await;
+    let d = w.app.process(&message(&job), 2, engine.clone()).await;
+    assert_eq!(d, Disposition::Consumed);
+    assert_eq!(
+        engine.calls.load(Ordering::SeqCst),
+        1,
+        "no second conversion"
+    );
+    assert_eq!(
+        stored(&w, &job).await,
+        first,
+        "the finished job is untouched"
+    );
+    assert_eq!(w.mem.usage_log.all().len(), 1, "no second usage record");
+}
+
+#[tokio::test]
+async fn a_redelivery_after_a_crash_claims_again_and_finishes_once() {
+    let w = world().await;
+    let job = submit(&w).await;
+    // The first delivery claimed the job and died before finishing it.
+    w.mem.jobs.claim(&job.job_id, w.app.now()).await.unwrap();
+    let d = w.app.process(&message(&job), 2, Fake::ok()).await;
+    assert_eq!(d, Disposition::Consumed);
+    let done = stored(&w, &job).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Done, 2));
+    assert_eq!(w.mem.usage_log.all().len(), 1);
+}
+
+#[tokio::test]
+async fn a_concurrent_finish_is_not_recorded_twice() {
+    let w = world().await;
+    let job = submit(&w).await;
+    w.app.process(&message(&job), 1, Fake::ok()).await;
+    let done = stored(&w, &job).await;
+    // A second copy, already past its claim when the first finished, tries to finish too.
+    let mut late = done.clone();
+    late.status = JobStatus::Processing;
+    late.complete(done.result.clone().unwrap(), w.app.now());
+    let usage = resizer_core::usage::UsageRecord::for_job(&late, 1, 1);
+    let f = w.mem.jobs.finish(&late, &usage).await.unwrap();
+    assert_eq!(f, resizer_app::ports::Finish::AlreadyFinished);
+    assert_eq!(w.mem.usage_log.all().len(), 1);
+    assert_eq!(stored(&w, &job).await, done);
+}
+
+#[tokio::test]
+async fn a_bad_image_fails_the_job_for_good_and_is_billed_once() {
+    let w = world().await;
+    let job = submit(&w).await;
+    let engine = Fake::err(ImageError::InvalidImage("corrupt scan".into()));
+    let d = w.app.process(&message(&job), 1, engine).await;
+    assert_eq!(
+        d,
+        Disposition::Consumed,
+        "a permanent failure consumes the message"
+    );
+    let failed = stored(&w, &job).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    let e = failed.error.unwrap();
+    assert_eq!(e.code, "invalid_image");
+    assert!(e.message.contains("corrupt scan"));
+    let usage = w.mem.usage_log.all();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(
+        (
+            usage[0].outcome,
+            usage[0].error_code.as_deref(),
+            usage[0].cpu_ms
+        ),
+        (Outcome::Failed, Some("invalid_image"), 5)
+    );
+    assert!(w.mem.staging.keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_transient_failure_leaves_the_message_for_redelivery() {
+    let w = world().await;
+    let job = submit(&w).await;
+    w.mem.faults.fail_next(
+        "staging.get",
+        StoreError::unavailable("s3:GetObject", "503 SlowDown"),
+    );
+    let engine = Fake::ok();
+    let d = w.app.process(&message(&job), 1, engine.clone()).await;
+    assert_eq!(d, Disposition::Retry);
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Processing);
+    assert!(w.mem.usage_log.all().is_empty());
+    assert_eq!(engine.calls.load(Ordering::SeqCst), 0);
+    // The redelivery succeeds.
+    assert_eq!(
+        w.app.process(&message(&job), 2, engine).await,
+        Disposition::Consumed
+    );
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
+    // So does a failure to record the outcome: nothing is half-written.
+    let job = submit(&w).await;
+    w.mem.faults.fail_next(
+        "jobs.finish",
+        StoreError::unavailable("dynamodb:TransactWriteItems", "throttled"),
+    );
+    assert_eq!(
+        w.app.process(&message(&job), 1, Fake::ok()).await,
+        Disposition::Retry
+    );
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Processing);
+    assert_eq!(
+        w.mem.usage_log.all().len(),
+        1,
+        "only the first job's record"
+    );
+}
+
+#[tokio::test]
+async fn an_engine_fault_of_ours_is_retried_not_failed() {
+    let w = world().await;
+    let job = submit(&w).await;
+    let d = w
+        .app
+        .process(
+            &message(&job),
+            1,
+            Fake::err(ImageError::Internal("encoder bug".into())),
+        )
+        .await;
+    assert_eq!(d, Disposition::Retry);
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Processing);
+    assert!(w.mem.usage_log.all().is_empty());
+}
+
+#[tokio::test]
+async fn a_message_of_another_customer_fails_the_job() {
+    let w = world().await;
+    let job = submit(&w).await;
+    let mut msg = message(&job);
+    msg.customer_id = "cus_someoneelse".into();
+    assert_eq!(
+        w.app.process(&msg, 1, Fake::ok()).await,
+        Disposition::Consumed
+    );
+    let failed = stored(&w, &job).await;
+    assert_eq!(failed.error.unwrap().code, "internal_error");
+}
+
+#[tokio::test]
+async fn a_job_whose_staged_image_is_gone_fails_with_not_found() {
+    let w = world().await;
+    let job = submit(&w).await;
+    w.mem
+        .staging
+        .delete(&job.staging_key.to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        w.app.process(&message(&job), 1, Fake::ok()).await,
+        Disposition::Consumed
+    );
+    assert_eq!(stored(&w, &job).await.error.unwrap().code, "not_found");
+}
+
+#[tokio::test]
+async fn a_dead_letter_fails_an_unfinished_job_and_leaves_a_finished_one() {
+    let w = world().await;
+    let job = submit(&w).await;
+    assert_eq!(
+        w.app.finish_dead_letter(&message(&job)).await,
+        Disposition::Consumed
+    );
+    let failed = stored(&w, &job).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.error.as_ref().unwrap().code, "internal_error");
+    assert_eq!(w.mem.usage_log.all().len(), 1);
+    // A second copy changes nothing.
+    assert_eq!(
+        w.app.finish_dead_letter(&message(&job)).await,
+        Disposition::Consumed
+    );
+    assert_eq!(stored(&w, &job).await, failed);
+    assert_eq!(w.mem.usage_log.all().len(), 1);
+    // A store outage while finishing it: retried.
+    let other = submit(&w).await;
+    w.mem.faults.fail_next(
+        "jobs.get",
+        StoreError::unavailable("dynamodb:GetItem", "down"),
+    );
+    assert_eq!(
+        w.app.finish_dead_letter(&message(&other)).await,
+        Disposition::Retry
+    );
+}
+
+#[tokio::test]
+async fn an_upload_feeds_a_job_and_stays_for_the_next() {
+    let w = world().await;
+    let up = w.app.create_upload(&w.principal).await.unwrap();
+    let key = StagingKey::upload(&w.principal.customer_id, &up.upload_id).to_string();
+    w.mem.staging.put(&key, png(), "image/png").await.unwrap();
+    let sub = Submission::upload(spec(), up.upload_id.to_string());
+    let job = w.app.submit(&w.principal, sub).await.unwrap();
+    assert!(!job.staging_key.is_inline());
+    w.app.process(&message(&job), 1, Fake::ok()).await;
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
+    assert_eq!(w.mem.staging.keys(), vec![key], "uploads are kept");
+
+    // Another upload id, or none at all, names nothing.
+    let missing = Submission::upload(spec(), UploadId::generate().to_string());
+    assert!(matches!(
+        w.app.submit(&w.principal, missing).await,
+        Err(AppError::Invalid(m)) if m.contains("names no uploaded image")
+    ));
+    let garbage = Submission::upload(spec(), "../etc/passwd".into());
+    assert!(matches!(
+        w.app.submit(&w.principal, garbage).await,
+        Err(AppError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn inline_bodies_are_checked_before_anything_is_stored() {
+    let w = world().await;
+    let s = &w.app.settings;
+    assert!(matches!(
+        Submission::inline(spec(), Some("text/plain"), &png(), s),
+        Err(AppError::UnsupportedMediaType(_))
+    ));
+    assert!(matches!(
+        Submission::inline(spec(), Some("image/png"), &[], s),
+        Err(AppError::Invalid(_))
+    ));
+    let big = vec![0; s.max_inline_bytes as usize + 1];
+    assert!(matches!(
+        Submission::inline(spec(), Some("image/png"), &big, s),
+        Err(AppError::PayloadTooLarge(_))
+    ));
+    let mut cut = png();
+    cut.truncate(cut.len() - 12);
+    let sub = Submission::inline(spec(), Some("image/png"), &cut, s).unwrap();
+    assert!(matches!(
+        w.app.submit(&w.principal, sub).await,
+        Err(AppError::Truncated(m)) if m == "the png image is truncated: no IEND chunk"
+    ));
+    assert!(w.mem.jobs.all().is_empty() && w.mem.staging.keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_customer_over_quota_cannot_submit_or_upload() {
+    let w = world().await;
+    let p = Principal {
+        monthly_job_quota: Some(10),
+        month_jobs: 10,
+        ..w.principal.clone()
+    };
+    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
+    let a = w.app.submit(&p, sub).await.unwrap_err();
+    let b = w.app.create_upload(&p).await.unwrap_err();
+    assert_eq!(a, b, "one answer for both");
+    assert!(
+        matches!(a, AppError::QuotaExceeded(m) if m.contains("quota of 10 is used up (10 jobs"))
+    );
+}
+
+#[tokio::test]
+async fn another_customers_job_is_not_found() {
+    let w = world().await;
+    let job = submit(&w).await;
+    let stranger = Principal {
+        customer_id: "cus_stranger".into(),
+        ..w.principal.clone()
+    };
+    assert_eq!(
+        w.app.job(&stranger, job.job_id.as_str()).await.unwrap_err(),
+        AppError::NotFound
+    );
+    assert_eq!(
+        w.app.job(&w.principal, "nope").await.unwrap_err(),
+        AppError::NotFound
+    );
+    assert_eq!(
+        w.app.job(&w.principal, job.job_id.as_str()).await.unwrap(),
+        job
+    );
+}
+
+#[tokio::test]
+async fn aggregation_sums_what_the_jobs_recorded_and_archives_closed_hours_once() {
+    let w = world().await;
+    let clock = w.app.clock.clone();
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let job = submit(&w).await;
+        w.app.process(&message(&job), 1, Fake::ok()).await;
+        jobs.push(job);
+    }
+    let report = w.app.aggregate().await.unwrap();
+    assert_eq!(report.items_read, 3);
+    let hour = resizer_core::usage::HourKey::of(clock.now());
+    let t = w
+        .mem
+        .rollups_get(&w.principal.customer_id, hour)
+        .await
+        .expect("hour rollup");
+    assert_eq!((t.jobs, t.done, t.pixels_out, t.cpu_ms), (3, 3, 36, 15));
+    // Four hours later the hour is closed: archived, once.
+    clock.advance(time::Duration::hours(5));
+    let r = w.app.aggregate().await.unwrap();
+    assert!(r.hours_archived.contains(&hour.to_string()), "{r:?}");
+    assert_eq!(
+        r.archive_objects, 1,
+        "one object: the one customer's one hour"
+    );
+    assert_eq!(
+        w.mem.archive.keys(),
+        vec![hour.archive_key(&w.principal.customer_id)]
+    );
+    let again = w.app.aggregate().await.unwrap();
+    assert!(again.hours_archived.is_empty());
+}
+
+#[tokio::test]
+async fn keys_revoked_customers_disabled_and_garbage_are_refused() {
+    let w = world().await;
+    assert_eq!(
+        w.app.authenticate(None).await.unwrap_err(),
+        AppError::Unauthorized("no key")
+    );
+    assert_eq!(
+        w.app.authenticate(Some("rsz_nope")).await.unwrap_err(),
+        AppError::Unauthorized("malformed key")
+    );
+    let unknown = ApiKey::generate().expose();
+    assert_eq!(
+        w.app.authenticate(Some(&unknown)).await.unwrap_err(),
+        AppError::Unauthorized("unknown key")
+    );
+    // The cache: a fresh app (nothing cached) sees a disabled customer at once.
+    let c = Customer::new("off", w.app.now());
+    w.mem.accounts.put_new_customer(&c).await.unwrap();
+    let key = ApiKey::generate();
+    w.mem
+        .accounts
+        .put_new_key(&KeyRecord::new(&key, &c.customer_id, w.app.now()))
+        .await
+        .unwrap();
+    w.mem
+        .accounts
+        .set_customer_status(&c.customer_id, resizer_core::key::CustomerStatus::Disabled)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.app.authenticate(Some(&key.expose())).await.unwrap_err(),
+        AppError::CustomerDisabled
+    );
+}

@@ -1,0 +1,84 @@
+//! Wiring: the AWS adapters of one stack, each bound to its resource, behind the application's
+//! ports.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use resizer_app::{App, ConfigError, Metrics, Settings, Stores};
+
+use crate::dynamo::{AccountsTables, JobsTable, RollupsTable, UsageTable};
+use crate::resources::Resources;
+use crate::s3::S3Bucket;
+use crate::sdk::{load_sdk_config, s3_client};
+use crate::sqs::SqsQueue;
+
+/// Every adapter of one stack.
+#[derive(Debug, Clone)]
+pub struct Adapters {
+    pub staging: S3Bucket,
+    pub results: S3Bucket,
+    pub queue: SqsQueue,
+    pub jobs: JobsTable,
+    pub accounts: AccountsTables,
+    pub usage: UsageTable,
+    pub rollups: RollupsTable,
+}
+
+impl Adapters {
+    pub fn new(sdk: &SdkConfig, resources: &Resources, settings: &Settings) -> Self {
+        let s3 = s3_client(sdk);
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let usage = UsageTable::new(
+            dynamodb.clone(),
+            &resources.usage_table,
+            settings.usage_shards,
+        );
+        Self {
+            staging: S3Bucket::new(s3.clone(), &resources.staging_bucket),
+            results: S3Bucket::new(s3, &resources.results_bucket),
+            queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &resources.jobs_queue_url),
+            jobs: JobsTable::new(dynamodb.clone(), &resources.jobs_table, usage.clone()),
+            accounts: AccountsTables::new(
+                dynamodb.clone(),
+                &resources.api_keys_table,
+                &resources.customers_table,
+            ),
+            usage,
+            rollups: RollupsTable::new(dynamodb, &resources.usage_rollups_table),
+        }
+    }
+
+    /// The adapters as the application's ports. The usage archive lives in the results bucket
+    /// (under `usage-archive/`).
+    pub fn stores(&self) -> Stores {
+        Stores {
+            jobs: Arc::new(self.jobs.clone()),
+            staging: Arc::new(self.staging.clone()),
+            results: Arc::new(self.results.clone()),
+            archive: Arc::new(self.results.clone()),
+            queue: Arc::new(self.queue.clone()),
+            accounts: Arc::new(self.accounts.clone()),
+            usage_log: Arc::new(self.usage.clone()),
+            rollups: Arc::new(self.rollups.clone()),
+        }
+    }
+}
+
+/// An [`App`] on the AWS adapters of the stack named by `resources`.
+pub fn app(sdk: &SdkConfig, resources: &Resources, settings: Settings) -> App {
+    let adapters = Adapters::new(sdk, resources, &settings);
+    App::new(settings, adapters.stores())
+}
+
+/// For a function's cold start: resources and settings from the environment, clients from the
+/// default chain, metrics on stdout. Call it once.
+pub async fn app_from_env() -> Result<(App, Resources), ConfigError> {
+    let resources = Resources::from_env()?;
+    let settings = Settings::from_env()?;
+    let sdk = load_sdk_config().await;
+    let metrics = Metrics::stdout(&settings.stage);
+    Ok((
+        app(&sdk, &resources, settings).with_metrics(metrics),
+        resources,
+    ))
+}

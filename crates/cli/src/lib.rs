@@ -1,1 +1,0 @@
-//! The resizer command: admin (customers, keys, usage), dev (local gateway) and client calls.

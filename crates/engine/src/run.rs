@@ -1,0 +1,178 @@
+//! The conversion itself: probe → plan → decode (shrink-on-load) → resize → colour → orient →
+//! alpha/letterbox → encode.
+
+use fast_image_resize::{FilterType, Resizer};
+
+use resizer_core::image::geometry::{self, Orientation, RectF};
+use resizer_core::image::{ImageError, Limits, header};
+use resizer_core::transform::{Format, TransformSpec};
+
+use crate::pixels::{Bitmap, Pixels};
+use crate::{Output, color, decode, encode, resize};
+
+/// Knobs the benchmarks turn; `process` uses the defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Reduction left for the filter after JPEG shrink-on-load (libvips: 2.0).
+    pub shrink_residual: f64,
+    /// Decode JPEG to YUV planes when possible (off: always decode to RGB).
+    pub yuv: bool,
+    /// The resampling filter.
+    pub filter: FilterType,
+    /// rav1e speed for AVIF output.
+    pub avif_speed: u8,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            shrink_residual: decode::SHRINK_ON_LOAD_RESIDUAL,
+            yuv: true,
+            filter: resize::default_filter(),
+            avif_speed: encode::AVIF_SPEED,
+        }
+    }
+}
+
+fn displayed(w: u32, h: u32, o: Orientation) -> (u32, u32) {
+    if o.swaps_axes() { (h, w) } else { (w, h) }
+}
+
+pub fn run_tuned(
+    bytes: &[u8],
+    spec: &TransformSpec,
+    limits: &Limits,
+    tuning: &Tuning,
+) -> Result<Output, ImageError> {
+    let info = header::probe(bytes, limits)?;
+    let out_format = spec.output_format(info.format);
+
+    // Decode, knowing the plan first for JPEG so that it can shrink on load.
+    let (decoded, plan, (sw, sh)) = if info.format == Format::Jpeg {
+        let (hdr, orientation) = decode::jpeg_meta(bytes)?;
+        let (dw, dh) = displayed(info.width, info.height, orientation);
+        let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
+        let shrink = decode::jpeg_shrink_factor(plan.min_shrink(), tuning.shrink_residual);
+        let d = decode::jpeg(bytes, hdr, orientation, shrink, tuning.yuv)?;
+        (d, plan, (info.width, info.height))
+    } else {
+        let d = decode::other(bytes, &info)?;
+        let (w, h) = (d.pixels.width() as u32, d.pixels.height() as u32);
+        let (dw, dh) = displayed(w, h, d.orientation);
+        let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
+        (d, plan, (w, h))
+    };
+
+    // The plan is in the displayed frame and original pixels; the decoded pixels are stored
+    // (unrotated) and maybe shrunk on load.
+    let o = decoded.orientation;
+    let (dw, dh) = displayed(sw, sh, o);
+    let stored = o.rect_to_stored(plan.src, f64::from(dw), f64::from(dh));
+    let rx = decoded.pixels.width() as f64 / f64::from(sw);
+    let ry = decoded.pixels.height() as f64 / f64::from(sh);
+    let crop = RectF {
+        x: stored.x * rx,
+        y: stored.y * ry,
+        w: stored.w * rx,
+        h: stored.h * ry,
+    };
+    let (tw, th) = displayed(plan.resize_w, plan.resize_h, o);
+    let (tw, th) = (tw as usize, th as usize);
+
+    let mut resizer = Resizer::new();
+    let bg = spec.background().0;
+    let alpha_out = matches!(out_format, Format::Png | Format::Webp | Format::Avif);
+    let quality = spec.quality().get();
+    let icc = decoded.icc.filter(|p| color::needs_conversion(p));
+
+    let bitmap = match decoded.pixels {
+        // Fast path: JPEG in, JPEG out, no colour management, no letterbox: stay in YUV.
+        Pixels::Yuv(y) if out_format == Format::Jpeg && icc.is_none() && !plan.is_letterboxed() => {
+            let p = resize::yuv(&mut resizer, &y, crop, tw, th, 2, 2, tuning.filter)?;
+            drop(y);
+            let (yp, w, h) = o.apply(p.y, p.w, p.h, 1);
+            let (up, cw, chh) = o.apply(p.u, p.cw, p.chh, 1);
+            let (vp, _, _) = o.apply(p.v, p.cw, p.chh, 1);
+            let planes = crate::pixels::Planes {
+                y: yp,
+                u: up,
+                v: vp,
+                w,
+                h,
+                cw,
+                chh,
+            };
+            let bytes = encode::jpeg_from_planes(&planes, quality)?;
+            return Ok(output(bytes, Format::Jpeg, w, h, info));
+        }
+        Pixels::Yuv(y) => {
+            let p = resize::yuv(&mut resizer, &y, crop, tw, th, 1, 1, tuning.filter)?;
+            drop(y);
+            color::yuv_to_rgb(&p.y, &p.u, &p.v, p.w, p.h)
+        }
+        Pixels::Bitmap(mut b) => {
+            if b.ch == 4 && !alpha_out {
+                // Flattening commutes with premultiplied resampling; do it first, on 3 channels.
+                b = color::flatten(&b, bg);
+            }
+            resize::bitmap(&mut resizer, &b, crop, tw, th, tuning.filter)?
+        }
+    };
+
+    let mut b = match &icc {
+        Some(p) => color::icc_to_srgb(bitmap, p)?,
+        None => bitmap,
+    };
+    let (data, w, h) = o.apply(std::mem::take(&mut b.data), b.w, b.h, b.ch);
+    let mut b = Bitmap::new(data, w, h, b.ch);
+
+    if plan.is_letterboxed() {
+        let fill: Vec<u8> = if b.ch == 4 {
+            // Alpha in, alpha-capable out: a transparent letterbox.
+            vec![0, 0, 0, 0]
+        } else if b.ch == 1 && bg[0] == bg[1] && bg[1] == bg[2] {
+            vec![bg[0]]
+        } else {
+            b = color::to_channels(b, 3);
+            bg.to_vec()
+        };
+        b = color::embed(
+            &b,
+            plan.canvas_w as usize,
+            plan.canvas_h as usize,
+            plan.embed_x as usize,
+            plan.embed_y as usize,
+            &fill,
+        );
+    }
+
+    let (w, h) = (b.w, b.h);
+    let bytes = match out_format {
+        Format::Jpeg => {
+            if b.ch == 4 {
+                b = color::flatten(&b, bg);
+            }
+            encode::jpeg(&b, quality)?
+        }
+        Format::Png => encode::png(&b)?,
+        Format::Webp => encode::webp(&color::to_channels_min3(b), quality, spec.lossless())?,
+        Format::Avif => encode::avif(&color::to_channels_min3(b), quality, tuning.avif_speed)?,
+        Format::Gif => {
+            return Err(ImageError::InvalidParameter(
+                "GIF output is not supported".into(),
+            ));
+        }
+    };
+    Ok(output(bytes, out_format, w, h, info))
+}
+
+fn output(bytes: Vec<u8>, format: Format, w: usize, h: usize, input: super::ImageInfo) -> Output {
+    Output {
+        bytes,
+        format,
+        width: w as u32,
+        height: h as u32,
+        input,
+        cpu: Default::default(),
+    }
+}

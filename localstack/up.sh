@@ -94,7 +94,7 @@ start=$SECONDS
         PERSISTENCE=0 \
         EAGER_SERVICE_LOADING=1 \
         SERVICES="$LS_SERVICES" \
-        LAMBDA_RUNTIME_EXECUTOR=noop \
+        LAMBDA_RUNTIME_EXECUTOR=process \
         DYNAMODB_IN_MEMORY=1 \
         DEBUG="${RESIZER_LOCALSTACK_DEBUG:-0}" \
         "$LS_VENV/bin/python" -c 'import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])' \

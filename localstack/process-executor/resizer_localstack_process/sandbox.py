@@ -21,6 +21,7 @@ import os
 import re
 import select
 import signal
+import socketserver
 import subprocess
 import threading
 import time
@@ -469,6 +470,12 @@ class _RuntimeApiServer(ThreadingHTTPServer):
     daemon_threads = True
     sandbox: Sandbox
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host name (socket.getfqdn), which can stall on a machine
+        # with a slow resolver; the name is never used here.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
 
 class _RuntimeApiHandler(BaseHTTPRequestHandler):
     """The Lambda Runtime API (2018-06-01) as the lambda_runtime crate and the AWS clients use it."""
@@ -477,6 +484,9 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
     server_version = "resizer-process-executor"
     sys_version = ""
     server: _RuntimeApiServer
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
         LOG.debug("runtime api %s: %s", self.server.sandbox.label, format % args)

@@ -386,10 +386,16 @@ class Sandbox:
             self._closed = True
             serving = self._serving
             self._cond.notify_all()
-        if serving:
-            self._server.shutdown()
-        self._server.server_close()
         self.output.close()
+        if serving:
+            # serve_forever notices a shutdown within its poll interval; nobody needs to wait for that.
+            threading.Thread(target=self._shutdown_server, name=f"process-executor-close-{self.label}", daemon=True).start()
+        else:
+            self._server.server_close()
+
+    def _shutdown_server(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
     # --- invocations --------------------------------------------------------------------------
 

@@ -331,6 +331,9 @@ class Sandbox:
 
     def _reap(self) -> None:
         returncode = self.proc.wait()
+        # When the runtime ends, so does the rest of its group, at once (as a Lambda sandbox is reset).
+        # This also means the group's number is never signalled after it could have been reused.
+        self.kill()
         with self._cond:
             self.returncode = returncode
             self._exited = True
@@ -427,7 +430,7 @@ class Sandbox:
             self._current = None
             self._result = None
         duration_ms = (time.monotonic() - started) * 1000
-        if self.pid is not None:
+        if kind != "exit":
             self.max_memory_mb = peak_rss_mb(self.pid) or self.max_memory_mb
         return Outcome(kind, payload, duration_ms)
 

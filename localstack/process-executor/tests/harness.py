@@ -32,6 +32,7 @@ REGION = "us-east-1"
 ROLE = "arn:aws:iam::000000000000:role/process-executor-test"
 SERVICES = "lambda,logs,sqs,s3,sts,iam"
 READY_TIMEOUT_S = 180
+STARTUP_TIMEOUT_S = 5
 # Set in LocalStack's own environment: a function must never see it.
 SENTINEL = "RESIZER_EXECUTOR_TEST_SENTINEL"
 
@@ -97,6 +98,8 @@ class LocalStack:
                 "SERVICES": SERVICES,
                 "LAMBDA_RUNTIME_EXECUTOR": "process",
                 "DEBUG": os.environ.get("RESIZER_LOCALSTACK_DEBUG", "0"),
+                # Tests only: a hanging init meets LocalStack's startup timer after 5 s instead of 20 s.
+                "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT": str(STARTUP_TIMEOUT_S),
                 # Tests only: the SQS poller backs off up to 10 s on an empty queue by default.
                 "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "1",
                 # Unzipped function code goes to $TMPDIR/lambda/...: keep it in the state directory.

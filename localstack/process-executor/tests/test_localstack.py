@@ -20,6 +20,7 @@ from harness import (
     BOOTSTRAP,
     ROLE,
     SENTINEL,
+    STARTUP_TIMEOUT_S,
     LocalStack,
     code_zip,
     group_members,
@@ -227,6 +228,17 @@ class ProcessExecutorTest(unittest.TestCase):
                 self.assertEqual(len(fn.recorded("bootstrap")), 1, "one invoke, one attempt")
                 for pid in fn.recorded("bootstrap"):
                     self.assertFalse(process_alive(pid))
+
+    def test_a_hanging_init_meets_the_startup_timeout(self):
+        # LocalStack's startup timer calls stop() while start() waits for the runtime's first /next.
+        fn = Function("init-hang", env={"TEST_INIT": "hang"})
+        started = time.monotonic()
+        with self.assertRaises(ClientError) as caught:
+            fn.invoke({"action": "echo"})
+        self.assertIn("Timeout while starting up lambda environment", str(caught.exception))
+        self.assertLess(time.monotonic() - started, STARTUP_TIMEOUT_S + 5)
+        [pid] = fn.recorded("bootstrap")
+        wait_for(lambda: not group_members(pid), 5, f"the hanging bootstrap's group {pid} to be gone")
 
     def test_concurrent_invokes_run_in_separate_processes(self):
         fn = Function("concurrent", timeout=30)

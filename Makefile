@@ -67,6 +67,10 @@ test: setup ## Unit and integration tests, against the local AWS (started and st
 	localstack/with-local-aws.sh bash -c 'cargo test --workspace --no-fail-fast; s=$$?; \
 		RESIZER_DEV_NO_BUILD=1 scripts/api-fuzz.sh || s=1; exit $$s'
 
+.PHONY: test-executor
+test-executor: ## Tests of the LocalStack process executor (localstack/process-executor), with a LocalStack of their own
+	@localstack/test-executor.sh
+
 .PHONY: fuzz-api
 fuzz-api: setup ## Schemathesis against a local gateway, from openapi.yaml (N=examples per operation, default 100)
 	localstack/with-local-aws.sh scripts/api-fuzz.sh $(or $(N),100)

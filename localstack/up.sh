@@ -73,6 +73,9 @@ fi
 mkdir -p "$LS_HOME"
 # Fresh runtime state on every start (PERSISTENCE=0); var/lib (the pre-placed DynamoDB Local) stays.
 rm -rf "$LS_STATE/tmp" "$LS_STATE/var/lib/localstack/tmp"
+# Its temporary files, including every function version's unzipped code (the process executor runs it
+# from there), go to $LS_STATE/tmp rather than the shared /tmp, and are cleared here on every start.
+mkdir -p "$LS_STATE/tmp"
 [[ -f "$LS_LOG" ]] && mv -f "$LS_LOG" "$LS_LOG.1"
 
 log "starting LocalStack 4.9.2 (host mode) at $LOCAL_AWS_ENDPOINT, log: ${LS_LOG#"$RESIZER_ROOT"/}"
@@ -94,7 +97,8 @@ start=$SECONDS
         PERSISTENCE=0 \
         EAGER_SERVICE_LOADING=1 \
         SERVICES="$LS_SERVICES" \
-        LAMBDA_RUNTIME_EXECUTOR=noop \
+        LAMBDA_RUNTIME_EXECUTOR=process \
+        TMPDIR="$LS_STATE/tmp" \
         DYNAMODB_IN_MEMORY=1 \
         DEBUG="${RESIZER_LOCALSTACK_DEBUG:-0}" \
         "$LS_VENV/bin/python" -c 'import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])' \

@@ -131,6 +131,25 @@ pub async fn handler(
         payload.body = None;
         payload.is_base64_encoded = false;
     }
+    // lambda_http builds the request URL from the Host header (else the domain name) and panics on
+    // a host a URL cannot hold (LocalStack's function URLs end in `.127.0.0.1:4566`). Routing needs
+    // only the path, so such a host is dropped rather than crashing the invocation.
+    let host_ok = |h: &str| url::Url::parse(&format!("https://{h}/")).is_ok();
+    if payload
+        .headers
+        .get(http::header::HOST)
+        .is_some_and(|h| !h.to_str().is_ok_and(host_ok))
+    {
+        payload.headers.remove(http::header::HOST);
+    }
+    if payload
+        .request_context
+        .domain_name
+        .as_deref()
+        .is_some_and(|d| !host_ok(d))
+    {
+        payload.request_context.domain_name = None;
+    }
     let mut req =
         http::Request::from(LambdaRequest::ApiGatewayV2(payload)).with_lambda_context(context);
     if invalid {

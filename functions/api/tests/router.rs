@@ -271,3 +271,26 @@ fn tiny_png() -> Vec<u8> {
         0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
     ]
 }
+
+#[tokio::test]
+async fn a_host_no_url_can_hold_does_not_crash_the_handler() {
+    // LocalStack's function URLs arrive with Host `<id>.lambda-url.<region>.127.0.0.1:4566`, which
+    // lambda_http's URL parser refuses (a trailing numeric label is read as an IPv4 address).
+    let a = api().await;
+    let fixture: Value =
+        serde_json::from_str(include_str!("fixtures/apigw-v2-request.json")).unwrap();
+    let mut ev = fixture;
+    ev["rawPath"] = "/v1/health".into();
+    ev["rawQueryString"] = "".into();
+    ev["requestContext"]["http"]["method"] = "GET".into();
+    ev["requestContext"]["domainName"] = "abc.lambda-url.us-east-1.127.0.0.1:4566".into();
+    ev["headers"] = serde_json::json!({"host": "abc.lambda-url.us-east-1.127.0.0.1:4566"});
+    ev.as_object_mut().unwrap().remove("body");
+    ev["isBase64Encoded"] = false.into();
+    let ev: ApiGatewayV2httpRequest = serde_json::from_value(ev).unwrap();
+    let api = resizer_api::router(a.app.clone());
+    let resp = resizer_api::handler(&api, LambdaEvent::new(ev, Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+}

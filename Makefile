@@ -48,23 +48,32 @@ provision: ## Deploy template.yaml into the local AWS (stack resizer-local), wri
 	@localstack/provision.sh
 
 .PHONY: dev
-dev: setup ## Install if needed, start the local AWS, provision it, and serve the API on 127.0.0.1:3000
+dev: setup build ## Install if needed, build, start the local AWS, deploy the stack with the real functions, serve the API on 127.0.0.1:3000
 	@localstack/up.sh
 	@localstack/provision.sh
-	@scripts/gateway.sh start
+	@RESIZER_DEV_NO_BUILD=1 scripts/gateway.sh start
 
 .PHONY: logs
-logs: ## Follow the local gateway's log (one line per request and per job)
-	@scripts/gateway.sh logs
+logs: ## Follow the functions' logs from the local CloudWatch Logs, each line tagged with its function
+	@localstack/logs.sh follow
+
+.PHONY: cold-starts
+cold-starts: ## Summarise the functions' cold starts (Init Duration of their REPORT lines) in the local stack
+	@localstack/logs.sh cold-starts
 
 # --- checks --------------------------------------------------------------------------------------
 
-.PHONY: test
-test: setup ## Unit and integration tests, against the local AWS (started and stopped if not running)
-	@# One cargo invocation builds every test target and the `resizer` binary the integration
-	@# tests run with one feature set; separate invocations rebuilt the AWS SDK up to three times.
+.PHONY: build
+build: ## Build the three function binaries and the resizer CLI for this host (and every test)
+	@# One cargo invocation builds every test target, the functions' binaries (their cold-start
+	@# tests need them) and the `resizer` binary, with one feature set: separate invocations
+	@# rebuilt the AWS SDK up to three times. The dev profile builds quickly and optimises the
+	@# engine and codecs (Cargo.toml); the local stack deploys these binaries.
 	cargo test --workspace --no-run
-	localstack/with-local-aws.sh bash -c 'cargo test --workspace --no-fail-fast; s=$$?; \
+
+.PHONY: test
+test: setup build ## Unit and integration tests, against the local AWS running the real functions (started and stopped if not running)
+	RESIZER_EXTRA_REGIONS=us-west-2 localstack/with-local-aws.sh bash -c 'cargo test --workspace --no-fail-fast; s=$$?; \
 		RESIZER_DEV_NO_BUILD=1 scripts/api-fuzz.sh || s=1; exit $$s'
 
 .PHONY: test-executor

@@ -1,18 +1,22 @@
-"""Deploy the real template.yaml into the local AWS as a CloudFormation stack, and export its outputs.
+"""Deploy the real template.yaml, with the real function binaries, into the local AWS as a
+CloudFormation stack, and export its outputs.
 
 Run by localstack/provision.sh with the LocalStack venv's Python (boto3 and the AWS CLI's YAML loader).
 
-Functions cannot run in the local AWS here, so their code is a placeholder: the template is parsed,
-every AWS::Serverless::Function's CodeUri is pointed at a small deterministic placeholder zip in a local
-artifacts bucket, and the result (generated under .local/, never committed) is deployed with
-CloudFormation, which expands the SAM transform. Every resource comes from template.yaml itself.
+Each AWS::Serverless::Function names its binary (Metadata.BuildProperties.Binary, as `sam build`
+uses it); that binary, built for the host (`--bin-dir`), is zipped as `bootstrap` (deterministic:
+fixed timestamp and mode) under a content-addressed key in a local artifacts bucket, and the
+function's CodeUri points there. The project's process executor runs it (localstack/process-executor).
+The result (generated under .local/, never committed) is deployed with CloudFormation, which expands
+the SAM transform. Every resource comes from template.yaml itself.
 
-Redeploying an unchanged template with unchanged parameters is a no-op: the derived template and
-parameters are hashed, and the stack is left alone when the same hash is deployed in the same stack.
-An update that contains no changes is also treated as a no-op. When LocalStack cannot update the
-stack in place, the local stack (throwaway data) is replaced; see Deployer.deploy.
+Redeploying an unchanged template with unchanged parameters and binaries is a no-op: the derived
+template (which names the code by its hash) and parameters are hashed, and the stack is left alone
+when the same hash is deployed in the same stack. When LocalStack cannot update the stack in place,
+the local stack (throwaway data) is replaced; see Deployer.deploy.
 
-Outputs: <out>/stack-outputs.json (OutputKey -> OutputValue) and <out>/stack.env (shell exports).
+Outputs: <out>/stack-outputs.json (OutputKey -> OutputValue) and <out>/stack.env (shell exports: the
+endpoint, region and credentials, the stack's name, and the api function's environment as deployed).
 """
 
 from __future__ import annotations
@@ -38,26 +42,6 @@ CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
 DEPLOY_TIMEOUT_S = 600
 TEMPLATE_BODY_LIMIT = 51_200
 
-# Stack output -> environment variable of stack.env (the names the Rust config reads).
-OUTPUT_ENV = {
-    "StagingBucketName": "STAGING_BUCKET",
-    "ResultsBucketName": "RESULTS_BUCKET",
-    "JobsQueueUrl": "JOBS_QUEUE_URL",
-    "JobsDlqUrl": "JOBS_DLQ_URL",
-    "JobsDlqArn": "JOBS_DLQ_ARN",
-    "JobsTableName": "JOBS_TABLE",
-    "ApiKeysTableName": "API_KEYS_TABLE",
-    "CustomersTableName": "CUSTOMERS_TABLE",
-    "UsageTableName": "USAGE_TABLE",
-    "UsageRollupsTableName": "USAGE_ROLLUPS_TABLE",
-}
-
-PLACEHOLDER_BOOTSTRAP = b"""#!/bin/sh
-# Placeholder code of the local deploy (make provision): functions do not run in the local AWS.
-# Locally the project's own gateway runs the real handlers.
-echo "resizer: placeholder function code from the local deploy; it does not run" >&2
-exit 1
-"""
 
 STABLE_STATES = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"}
 BROKEN_STATES = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED", "REVIEW_IN_PROGRESS"}
@@ -72,37 +56,53 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def placeholder_zip() -> bytes:
-    """A deterministic zip (fixed timestamp and mode), so that its hash is stable across runs."""
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bootstrap_zip(binary: Path) -> bytes:
+    """The binary as `bootstrap` in a deterministic zip (fixed timestamp and mode)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         info = zipfile.ZipInfo("bootstrap", date_time=(1980, 1, 1, 0, 0, 0))
         info.external_attr = 0o100755 << 16
         info.compress_type = zipfile.ZIP_DEFLATED
-        archive.writestr(info, PLACEHOLDER_BOOTSTRAP)
+        with binary.open("rb") as src, archive.open(info, "w") as dst:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                dst.write(chunk)
     return buffer.getvalue()
 
 
-def derive_template(template_path: Path, code_bucket: str, code_key: str) -> dict:
-    """template.yaml with every function's code pointed at the placeholder artifact."""
-    template = yaml_parse(template_path.read_text())
-    if "AWS::Serverless-2016-10-31" not in json.dumps(template.get("Transform")):
-        fail(f"{template_path} is not a SAM template (Transform: AWS::Serverless-2016-10-31)")
-    code = {"Bucket": code_bucket, "Key": code_key}
-    functions = 0
-    globals_function = template.get("Globals", {}).get("Function", {})
-    if "CodeUri" in globals_function:
-        globals_function["CodeUri"] = code
+def functions_of(template: dict) -> dict[str, str]:
+    """Each AWS::Serverless::Function's logical id -> the binary it runs."""
+    out = {}
     for name, resource in template.get("Resources", {}).items():
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
-        properties = resource.setdefault("Properties", {})
+        properties = resource.get("Properties", {})
         if "InlineCode" in properties or "ImageUri" in properties:
             fail(f"function {name} uses InlineCode/ImageUri; the local deploy only handles CodeUri")
-        properties["CodeUri"] = code
-        functions += 1
-    if functions == 0:
-        fail(f"no AWS::Serverless::Function in {template_path}")
+        binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        if not binary:
+            fail(f"function {name} names no binary (Metadata.BuildProperties.Binary)")
+        out[name] = binary
+    if not out:
+        fail("no AWS::Serverless::Function in the template")
+    return out
+
+
+def derive_template(template_path: Path, code: dict[str, dict]) -> dict:
+    """template.yaml with every function's code pointed at its uploaded zip."""
+    template = yaml_parse(template_path.read_text())
+    if "AWS::Serverless-2016-10-31" not in json.dumps(template.get("Transform")):
+        fail(f"{template_path} is not a SAM template (Transform: AWS::Serverless-2016-10-31)")
+    template.get("Globals", {}).get("Function", {}).pop("CodeUri", None)
+    for name, location in code.items():
+        template["Resources"][name].setdefault("Properties", {})["CodeUri"] = location
     return template
 
 
@@ -122,7 +122,6 @@ class Deployer:
         self.cfn = session.client("cloudformation", endpoint_url=endpoint, config=config)
         self.s3 = session.client("s3", endpoint_url=endpoint, config=config)
         self.awslambda = session.client("lambda", endpoint_url=endpoint, config=config)
-        self.events = session.client("events", endpoint_url=endpoint, config=config)
 
     # --- artifacts ------------------------------------------------------------------------------
 
@@ -132,10 +131,15 @@ class Deployer:
         except ClientError:
             self.s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
 
-    def upload_if_missing(self, key: str, body: bytes) -> None:
+    def exists(self, key: str) -> bool:
         try:
             self.s3.head_object(Bucket=ARTIFACTS_BUCKET, Key=key)
+            return True
         except ClientError:
+            return False
+
+    def upload_if_missing(self, key: str, body: bytes) -> None:
+        if not self.exists(key):
             self.s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=body)
 
     # --- stack ----------------------------------------------------------------------------------
@@ -274,26 +278,6 @@ class Deployer:
             self.delete_stack(f"LocalStack cannot update the stack in place ({reason})")
             return self.change_set("CREATE", source, parameters, digest)
 
-    # --- triggers -------------------------------------------------------------------------------
-
-    def ensure_triggers_disabled(self) -> None:
-        """Belt and braces for EnableTriggers=false: LocalStack's own poller must never consume the
-        jobs queues (it cannot run the code here and would push every job to the DLQ)."""
-        resources = self.cfn.describe_stack_resources(StackName=self.stack)["StackResources"]
-        for resource in resources:
-            kind, physical = resource["ResourceType"], resource.get("PhysicalResourceId")
-            if kind == "AWS::Lambda::EventSourceMapping" and physical:
-                mapping = self.awslambda.get_event_source_mapping(UUID=physical)
-                if mapping.get("State") not in ("Disabled", "Disabling"):
-                    say(f"warning: event source mapping {physical} is {mapping.get('State')}; disabling it")
-                    self.awslambda.update_event_source_mapping(UUID=physical, Enabled=False)
-            elif kind == "AWS::Events::Rule" and physical:
-                name = physical.split("|")[-1].split("/")[-1]
-                rule = self.events.describe_rule(Name=name)
-                if rule.get("State") != "DISABLED":
-                    say(f"warning: rule {name} is {rule.get('State')}; disabling it")
-                    self.events.disable_rule(Name=name)
-
     def function_environment(self, function_name: str) -> dict[str, str]:
         config = self.awslambda.get_function_configuration(FunctionName=function_name)
         return dict(config.get("Environment", {}).get("Variables", {}))
@@ -307,9 +291,8 @@ def write_atomically(path: Path, text: str) -> None:
 
 def write_outputs(deployer: Deployer, stack: dict, out_dir: Path) -> None:
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    missing = [key for key in OUTPUT_ENV if key not in outputs]
-    if missing:
-        fail(f"stack {deployer.stack} lacks outputs: {', '.join(missing)}")
+    if "ApiFunctionName" not in outputs:
+        fail(f"stack {deployer.stack} lacks the output ApiFunctionName")
     write_atomically(out_dir / "stack-outputs.json", json.dumps(outputs, indent=2, sort_keys=True) + "\n")
 
     env: dict[str, str] = {
@@ -320,13 +303,10 @@ def write_outputs(deployer: Deployer, stack: dict, out_dir: Path) -> None:
         "AWS_SECRET_ACCESS_KEY": "test",
         "RESIZER_STACK": deployer.stack,
     }
-    for output, variable in OUTPUT_ENV.items():
-        env[variable] = outputs[output]
-    # The rest of the functions' configuration (STAGE, limits, RUST_LOG) exactly as deployed, so that
-    # local runs of the handlers see what Lambda would give them.
-    if "ApiFunctionName" in outputs:
-        for name, value in sorted(deployer.function_environment(outputs["ApiFunctionName"]).items()):
-            env.setdefault(name, value)
+    # The functions' configuration (resource names, STAGE, limits, RUST_LOG) exactly as deployed, so
+    # that tools and in-process tests see what the functions see.
+    for name, value in sorted(deployer.function_environment(outputs["ApiFunctionName"]).items()):
+        env.setdefault(name, value)
 
     lines = [
         f"# Generated by `make provision` from the outputs of the local stack {deployer.stack}. Do not edit.",
@@ -344,6 +324,7 @@ def main() -> None:
     parser.add_argument("--template", required=True, type=Path)
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--parameter", action="append", default=[], help="Key=Value (repeatable)")
+    parser.add_argument("--bin-dir", required=True, type=Path, help="where the functions' binaries are built")
     args = parser.parse_args()
 
     parameters = dict(p.split("=", 1) for p in args.parameter)
@@ -353,13 +334,20 @@ def main() -> None:
     started = time.monotonic()
     deployer = Deployer(args.endpoint, args.region, args.stack)
 
-    code = placeholder_zip()
-    code_key = f"placeholder/{hashlib.sha256(code).hexdigest()[:16]}.zip"
-    template = derive_template(args.template, ARTIFACTS_BUCKET, code_key)
+    deployer.ensure_bucket()
+    code: dict[str, dict] = {}
+    for name, binary in sorted(functions_of(yaml_parse(args.template.read_text())).items()):
+        path = args.bin_dir / binary
+        if not path.is_file():
+            fail(f"{path} not found: build the functions first (cargo test --workspace --no-run)")
+        key = f"code/{binary}/{file_digest(path)[:20]}.zip"
+        if not deployer.exists(key):
+            say(f"uploading {binary} ({path.stat().st_size >> 20} MiB) as {key}")
+            deployer.upload_if_missing(key, bootstrap_zip(path))
+        code[name] = {"Bucket": ARTIFACTS_BUCKET, "Key": key}
+    template = derive_template(args.template, code)
     derived = json.dumps(template, indent=1, sort_keys=True)
-    digest = hashlib.sha256(
-        (derived + json.dumps(parameters, sort_keys=True) + code_key).encode()
-    ).hexdigest()
+    digest = hashlib.sha256((derived + json.dumps(parameters, sort_keys=True)).encode()).hexdigest()
     write_atomically(work / "template.local.json", derived + "\n")
 
     state_file = work / "deployed.json"
@@ -377,8 +365,6 @@ def main() -> None:
     if unchanged:
         say(f"stack {args.stack} is up to date (template and parameters unchanged): nothing to deploy")
     else:
-        deployer.ensure_bucket()
-        deployer.upload_if_missing(code_key, code)
         changed = deployer.deploy(template, parameters, digest)
         stack = deployer.describe()
         if stack is None:
@@ -389,8 +375,6 @@ def main() -> None:
         else:
             say(f"stack {args.stack} had no changes: nothing deployed")
 
-    if parameters.get("EnableTriggers") == "false":
-        deployer.ensure_triggers_disabled()
     write_outputs(deployer, stack, args.out_dir)
     say(f"outputs: {args.out_dir / 'stack.env'}, {args.out_dir / 'stack-outputs.json'}")
 

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Deploy template.yaml into the running local AWS as the stack "resizer-local" (us-east-1, test/test),
-# with the Lambda triggers disabled, and write .local/stack.env and .local/stack-outputs.json.
-# A redeploy of an unchanged template with unchanged parameters is a no-op. See provision.py.
+# Deploy template.yaml, with the function binaries built for this host, into the running local AWS as
+# the stack "resizer-local" (credentials test/test), with its triggers on: LocalStack's event source
+# mappings feed the resize function and its rule runs the aggregator; the api function gets a
+# function URL. Local values: the aggregator every minute, a 5 s auth cache (revocations and quotas
+# bite quickly) and a 10 s resize timeout (so a 60 s visibility timeout: redeliveries come quickly). Writes .local/stack.env and .local/stack-outputs.json. A redeploy of an unchanged
+# template, parameters and binaries is a no-op. See provision.py.
+#
+# env: RESIZER_REGION   the region to deploy to (default us-east-1); another region's stack is
+#                       separate and writes its files under .local/regions/<region>/
+#      RESIZER_BIN_DIR  where the functions' binaries are (default: cargo's target/debug)
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
@@ -10,11 +17,16 @@ lock_local_aws
 [[ -x "$LS_VENV/bin/python" ]] || die "the local AWS is not installed (run: make setup)"
 ls_probe || die "no local AWS answers at $LOCAL_AWS_ENDPOINT (run: make up)"
 
+region="${RESIZER_REGION:-$LOCAL_REGION}"
 "$LS_VENV/bin/python" "$RESIZER_ROOT/localstack/provision.py" \
     --endpoint "$LOCAL_AWS_ENDPOINT" \
-    --region "$LOCAL_REGION" \
+    --region "$region" \
     --stack "$LOCAL_STACK_NAME" \
     --template "$RESIZER_ROOT/template.yaml" \
-    --out-dir "$LOCAL_DIR" \
+    --out-dir "$(region_dir "$region")" \
+    --bin-dir "$(function_bin_dir)" \
     --parameter Stage=local \
-    --parameter EnableTriggers=false
+    --parameter ApiFunctionUrl=true \
+    --parameter AuthCacheTtlSeconds=5 \
+    --parameter ResizeTimeout=10 \
+    "--parameter=AggregateSchedule=rate(1 minute)"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run a command against the provisioned local AWS: start it if none is running, provision the stack,
+# Run a command against the provisioned local AWS: start it if none is running, provision the stack
+# (and the same stack in each of RESIZER_EXTRA_REGIONS),
 # run the command with .local/stack.env exported, and stop the local AWS afterwards only if this run
 # started it. Exit status: the command's.
 #
@@ -21,6 +22,10 @@ if [[ -n "$after" && "$after" != "$before" ]]; then
 fi
 
 "$RESIZER_ROOT/localstack/provision.sh"
+# More regions' stacks beside it (make test deploys one in us-west-2 to show regions share nothing).
+for region in ${RESIZER_EXTRA_REGIONS:-}; do
+    RESIZER_REGION="$region" "$RESIZER_ROOT/localstack/provision.sh"
+done
 
 set -a
 # shellcheck source=/dev/null

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# The local gateway (`resizer dev`): start it in the background against the provisioned local
-# stack, stop it by its PID, report it, or follow its log.
+# The local gateway (`resizer dev`, a thin forwarder to the api function's URL in the local stack):
+# start it in the background against the provisioned local stack, stop it by its PID, report it,
+# or follow its log.
 #
 # usage: scripts/gateway.sh start|stop|status|logs
 # env:   RESIZER_DEV_PORT     port on 127.0.0.1 (default 3000)
 #        RESIZER_DEV_HOME     its state folder: PID file, log, demo key (default .local/dev)
-#        RESIZER_DEV_PROFILE  cargo profile to build it with (default dev; `local` is release speed)
-#        RESIZER_DEV_NO_BUILD=1  use the binary already built (make test: cargo test built it)
-#        RESIZER_DEV_WORKERS, RESIZER_DEV_AGGREGATE_EVERY  passed to `resizer dev`
+#        RESIZER_DEV_NO_BUILD=1  use the binary already built (make build)
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
@@ -16,12 +15,7 @@ GW_HOME="${RESIZER_DEV_HOME:-$LOCAL_DIR/dev}"
 GW_PIDFILE="$GW_HOME/gateway.pid"
 GW_LOG="$GW_HOME/gateway.log"
 PORT="${RESIZER_DEV_PORT:-3000}"
-PROFILE="${RESIZER_DEV_PROFILE:-dev}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$RESIZER_ROOT/target}"
-case "$PROFILE" in
-    dev) BIN="$TARGET_DIR/debug/resizer" ;;
-    *) BIN="$TARGET_DIR/$PROFILE/resizer" ;;
-esac
+BIN="$(function_bin_dir)/resizer"
 
 # gw_pid: the PID of the gateway this checkout started, if it still runs (not a reused PID).
 gw_pid() {
@@ -49,8 +43,8 @@ start() {
     if [[ "${RESIZER_DEV_NO_BUILD:-0}" == 1 && -x "$BIN" ]]; then
         log "using the resizer binary already built at ${BIN#"$RESIZER_ROOT"/}"
     else
-        log "building the resizer CLI (cargo profile $PROFILE)"
-        (cd "$RESIZER_ROOT" && cargo build --quiet --profile "$PROFILE" -p resizer-cli)
+        log "building (cargo test --workspace --no-run, as make build does)"
+        (cd "$RESIZER_ROOT" && cargo test --quiet --workspace --no-run)
     fi
     mkdir -p "$GW_HOME" "$LOCAL_DIR/bin"
     [[ "$GW_HOME" == "$LOCAL_DIR/dev" ]] && ln -sf "$BIN" "$LOCAL_DIR/bin/resizer"
@@ -90,14 +84,14 @@ stop() {
         log "no local gateway started from this checkout is running"
         return 0
     fi
-    log "stopping the local gateway (pid $pid); in-flight jobs finish or return to the queue"
+    log "stopping the local gateway (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     local start=$SECONDS
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS - start < 75)); do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS - start < 30)); do
         sleep 0.25
     done
     if kill -0 "$pid" 2>/dev/null; then
-        warn "the gateway did not stop within 75 s; killing it"
+        warn "the gateway did not stop within 30 s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$GW_PIDFILE"

@@ -35,6 +35,21 @@ LOCAL_STACK_NAME="resizer-local"
 LOCAL_REGION="us-east-1"
 LS_SERVICES="s3,sqs,dynamodb,cloudformation,lambda,apigateway,events,scheduler,iam,sts,logs,cloudwatch"
 
+# Where a region's local stack files go: .local for the default region, .local/regions/<r> else.
+region_dir() {
+    if [[ "$1" == "$LOCAL_REGION" ]]; then
+        printf '%s\n' "$LOCAL_DIR"
+    else
+        printf '%s\n' "$LOCAL_DIR/regions/$1"
+    fi
+}
+
+# Where cargo builds the function binaries the local stack deploys (dev profile: quick to build,
+# the engine and codecs optimised; see Cargo.toml).
+function_bin_dir() {
+    printf '%s\n' "${RESIZER_BIN_DIR:-${CARGO_TARGET_DIR:-$RESIZER_ROOT/target}/debug}"
+}
+
 # uv: never download a Python, never read a user's uv.toml, keep the cache where it is by default.
 export UV_PYTHON_DOWNLOADS=never
 export UV_NO_CONFIG=1

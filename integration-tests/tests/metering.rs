@@ -114,7 +114,7 @@ async fn rollups_equal_the_jobs_exactly_across_customers_and_hours() {
         .iter()
         .flat_map(|v| v.iter().cloned())
         .collect();
-    process_until_done(&state, &all).await;
+    wait_done(&state, &all).await;
 
     clock.advance(Duration::minutes(5));
     let report = state.app.aggregate().await.unwrap();
@@ -428,7 +428,7 @@ async fn a_customer_over_quota_is_refused_after_aggregation() {
         .with_clock(clock.clone());
     let (_, key) = customer(&state, Some(2)).await;
     let ids = submit_jobs(&state, &key, 2, 16, 16).await;
-    process_until_done(&state, &ids).await;
+    wait_done(&state, &ids).await;
     // Eventually consistent: accepted until the aggregator has counted the month.
     state.app.aggregate().await.unwrap();
     let r = call(

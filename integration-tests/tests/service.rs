@@ -1,5 +1,7 @@
-//! The data plane against the local stack: the api and resize handlers called with real event
-//! shapes, talking to real S3, SQS and DynamoDB.
+//! The data plane against the local stack. Jobs are resized by the deployed resize function, fed
+//! by the stack's own event source mappings; requests go to the deployed api function through its
+//! function URL, or to the api handler in-process (real event shapes, real S3, SQS and DynamoDB)
+//! where a test needs other settings than the deployed ones.
 
 mod common;
 
@@ -32,7 +34,14 @@ fn job_id(r: &Resp) -> String {
 async fn jpeg_job_finishes_done_and_its_url_downloads_the_expected_dimensions() {
     let state = state().await;
     let (_, key) = customer(&state, None).await;
-    let r = submit(&state, &key, "width=200", jpeg(640, 480), "image/jpeg").await;
+    let r = deployed(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .query("width=200")
+            .body("image/jpeg", jpeg(640, 480)),
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.json);
     assert_eq!(r.json["status"], "queued");
     assert_eq!(
@@ -41,9 +50,9 @@ async fn jpeg_job_finishes_done_and_its_url_downloads_the_expected_dimensions() 
     );
     let id = job_id(&r);
     assert_eq!(r.headers["location"], format!("/v1/jobs/{id}"));
-    process_until_done(&state, std::slice::from_ref(&id)).await;
+    wait_done(&state, std::slice::from_ref(&id)).await;
 
-    let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
+    let r = deployed(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["status"], "done", "{}", r.json);
     let result = &r.json["result"];
@@ -73,7 +82,7 @@ async fn jpeg_job_finishes_done_and_its_url_downloads_the_expected_dimensions() 
     assert!(staged.unwrap_err().is_not_found());
     // Each read signs a fresh URL.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let again = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
+    let again = deployed(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
     assert_ne!(again.json["result"]["url"], result["url"]);
 }
 
@@ -92,7 +101,7 @@ async fn a_corrupt_image_ends_failed_with_invalid_image() {
     let r = submit(&state, &key, "width=100", bytes, "image/jpeg").await;
     assert_eq!(r.status, 202, "{}", r.json);
     let id = job_id(&r);
-    process_until_done(&state, std::slice::from_ref(&id)).await;
+    wait_done(&state, std::slice::from_ref(&id)).await;
     let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
     assert_eq!(r.json["status"], "failed", "{}", r.json);
     assert_eq!(r.json["error"]["code"], "invalid_image", "{}", r.json);
@@ -114,29 +123,30 @@ async fn the_same_message_delivered_twice_gives_one_result_and_one_usage_item() 
     let id = job_id(&r);
     let jid = JobId::parse(&id).unwrap();
     // First delivery: through the real queue.
-    process_until_done(&state, std::slice::from_ref(&id)).await;
+    wait_done(&state, std::slice::from_ref(&id)).await;
     let job = state.app.stores.jobs.get(&jid).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Done);
     assert_eq!(job.attempts, 1);
 
-    // Second delivery of the same message (SQS is at-least-once).
-    let (_, info) = stack().await;
-    let mut event: aws_lambda_events::event::sqs::SqsEvent =
-        serde_json::from_str(include_str!("fixtures/sqs-event.json")).unwrap();
-    event.records[0].event_source_arn = Some(info.outputs["JobsQueueArn"].clone());
-    event.records[0].body = Some(
-        json!({"job_id": id, "customer_id": customer.customer_id, "enqueued_at_ms": 0}).to_string(),
-    );
-    let second = resizer_resize::handler(
-        &state.resize,
-        lambda_runtime::LambdaEvent::new(event, Default::default()),
-    )
-    .await
-    .unwrap();
-    assert!(
-        second.batch_item_failures.is_empty(),
-        "a duplicate is consumed, not retried"
-    );
+    // Second delivery of the same message (SQS is at-least-once), through the real queue to the
+    // deployed resize function.
+    state
+        .adapters
+        .queue
+        .client()
+        .send_message()
+        .queue_url(&state.resources.jobs_queue_url)
+        .message_body(
+            json!({"job_id": id, "customer_id": customer.customer_id, "enqueued_at_ms": 0})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    wait_for_log(&state, Function::Resize, Duration::from_secs(60), |l| {
+        l.contains(&id) && l.contains("job already finished; message consumed without work")
+    })
+    .await;
     let after = state.app.stores.jobs.get(&jid).await.unwrap().unwrap();
     assert_eq!(after.attempts, 1, "the duplicate did no work");
     assert_eq!(after.updated_at, job.updated_at);
@@ -220,35 +230,30 @@ async fn a_malformed_message_never_fails_the_rest_of_its_batch() {
 
 #[tokio::test]
 async fn a_dead_lettered_job_ends_failed_with_internal_error() {
-    // The redrive itself (3 receives, then the DLQ) is proven in stack.rs. Here: what the DLQ
-    // event source does with the message. The job is enqueued on the DLQ directly, as the
-    // redrive would leave it, so no other test's drainer can finish it first.
+    // The redrive itself (a message that keeps failing goes to the DLQ) is proven in chain.rs.
+    // Here: what the DLQ's event source mapping does with such a message. The job is enqueued on
+    // the DLQ directly, as the redrive would leave it.
     let (_, info) = stack().await;
     let dlq_url = dlq_url(&info);
-    let dlq_arn = info
-        .output(resizer_aws::resources::JOBS_DLQ_ARN)
-        .unwrap()
-        .to_owned();
     let dlq_state = state_with(|r, _| r.jobs_queue_url = dlq_url.clone()).await;
     let (_, key) = customer(&dlq_state, None).await;
     let r = submit(&dlq_state, &key, "width=32", png(64, 64), "image/png").await;
     assert_eq!(r.status, 202, "{}", r.json);
     let id = job_id(&r);
-    let state = state_with(|r, _| r.jobs_dlq_arn = Some(dlq_arn.clone())).await;
-    process_dlq_message(&state, &dlq_url, &dlq_arn, &id).await;
-    let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
+    let job = wait_done(&dlq_state, std::slice::from_ref(&id))
+        .await
+        .remove(0);
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.as_ref().unwrap().code, "internal_error");
+    let r = call(
+        &dlq_state,
+        Req::new("GET", &format!("/v1/jobs/{id}")).key(&key),
+    )
+    .await;
     assert_eq!(r.json["status"], "failed", "{}", r.json);
     assert_eq!(r.json["error"]["code"], "internal_error");
     // A second copy is consumed without touching the finished job.
-    let job = state
-        .app
-        .stores
-        .jobs
-        .get(&JobId::parse(&id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    state
+    dlq_state
         .adapters
         .queue
         .client()
@@ -260,8 +265,11 @@ async fn a_dead_lettered_job_ends_failed_with_internal_error() {
         .send()
         .await
         .unwrap();
-    process_dlq_message(&state, &dlq_url, &dlq_arn, &id).await;
-    let again = state
+    wait_for_log(&dlq_state, Function::Resize, Duration::from_secs(60), |l| {
+        l.contains(&id) && l.contains("dead-lettered message for a finished job")
+    })
+    .await;
+    let again = dlq_state
         .app
         .stores
         .jobs
@@ -270,36 +278,6 @@ async fn a_dead_lettered_job_ends_failed_with_internal_error() {
         .unwrap()
         .unwrap();
     assert_eq!(again.updated_at, job.updated_at);
-}
-
-/// Receives from the DLQ until the message of `job_id` is seen, hands it to the resize handler as
-/// the DLQ event source would, and puts every other message back untouched.
-async fn process_dlq_message(state: &State, url: &str, arn: &str, job_id: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the DLQ message never arrived"
-        );
-        let mut ev = receive_event(state, url, arn, 10, 1).await;
-        let (mine, others): (Vec<_>, Vec<_>) = ev
-            .records
-            .drain(..)
-            .partition(|r| r.body.as_deref().unwrap_or_default().contains(job_id));
-        for o in others {
-            state
-                .queue_at(url)
-                .release(o.receipt_handle.as_deref().unwrap(), 0)
-                .await
-                .unwrap();
-        }
-        if !mine.is_empty() {
-            ev.records = mine;
-            let resp = run_resize(state, url, ev).await;
-            assert!(resp.batch_item_failures.is_empty());
-            return;
-        }
-    }
 }
 
 #[tokio::test]
@@ -348,7 +326,7 @@ async fn another_customers_job_is_404() {
     )
     .await;
     assert_eq!(mine.status, 200);
-    process_until_done(&state, &[id]).await;
+    wait_done(&state, &[id]).await;
 }
 
 #[tokio::test]
@@ -395,7 +373,7 @@ async fn large_images_go_through_a_presigned_upload() {
     .await;
     assert_eq!(r.status, 202, "{}", r.json);
     let id = job_id(&r);
-    process_until_done(&state, std::slice::from_ref(&id)).await;
+    wait_done(&state, std::slice::from_ref(&id)).await;
     let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
     assert_eq!(r.json["status"], "done", "{}", r.json);
     let bytes = download(r.json["result"]["url"].as_str().unwrap()).await;
@@ -444,28 +422,38 @@ async fn large_images_go_through_a_presigned_upload() {
 
 #[tokio::test]
 async fn wait_returns_the_finished_job_or_202() {
-    // A job nobody can process (enqueued on the DLQ, which no drainer here consumes): 202.
-    let (_, info) = stack().await;
-    let dlq_url = dlq_url(&info);
-    let dlq_arn = info
-        .output(resizer_aws::resources::JOBS_DLQ_ARN)
+    // A job nobody processes (enqueued on a queue of the test's own, outside the stack): 202.
+    let state = state().await;
+    let sqs = state.adapters.queue.client().clone();
+    let orphan = sqs
+        .create_queue()
+        .queue_name(format!(
+            "resizer-it-orphan-{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .send()
+        .await
         .unwrap()
-        .to_owned();
-    let stuck = state_with(|r, _| r.jobs_queue_url = dlq_url.clone()).await;
+        .queue_url
+        .unwrap();
+    let stuck = state_with(|r, _| r.jobs_queue_url = orphan.clone()).await;
     let (_, key) = customer(&stuck, None).await;
     let started = std::time::Instant::now();
     let r = submit(&stuck, &key, "width=16&wait=1", png(32, 32), "image/png").await;
+    sqs.delete_queue().queue_url(&orphan).send().await.unwrap();
     assert_eq!(r.status, 202, "{}", r.json);
     assert_eq!(r.json["status"], "queued");
     assert!(started.elapsed() >= Duration::from_secs(1));
-    let cleanup = state_with(|r, _| r.jobs_dlq_arn = Some(dlq_arn.clone())).await;
-    process_dlq_message(&cleanup, &dlq_url, &dlq_arn, &job_id(&r)).await;
 
-    // With the queue drained beside it, the same call answers 200 with the finished job.
-    let state = state().await;
-    let drainer = Drainer::start(&state).await;
-    let r = submit(&state, &key, "width=16&wait=20", png(32, 32), "image/png").await;
-    drainer.stop().await;
+    // Through the deployed functions, the same call answers 200 with the finished job.
+    let r = deployed(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .query("width=16&wait=20")
+            .body("image/png", png(32, 32)),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["status"], "done", "{}", r.json);
     assert!(r.json["result"]["url"].is_string());
@@ -488,40 +476,63 @@ fn resizer_bin() -> std::path::PathBuf {
 }
 
 #[tokio::test]
-async fn handlers_emit_embedded_metric_format_lines() {
-    let (metrics, lines) = resizer_app::Metrics::memory();
-    let state = state().await.with_metrics(metrics);
+async fn the_deployed_functions_emit_embedded_metric_format_lines() {
+    // Through the deployed api (its EMF lines on stdout, in its CloudWatch log), the deployed resize
+    // function and the scheduled aggregator.
+    let state = state().await;
     let (_, key) = customer(&state, None).await;
-    let r = submit(
+    let r = deployed(
         &state,
-        &key,
-        "width=20&format=webp",
-        png(40, 40),
-        "image/png",
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .query("width=20&format=webp")
+            .body("image/png", png(40, 40)),
     )
     .await;
+    assert_eq!(r.status, 202, "{}", r.json);
     let id = job_id(&r);
-    let bad = submit(&state, &key, "width=0", png(40, 40), "image/png").await;
+    let bad = deployed(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .query("width=0")
+            .body("image/png", png(40, 40)),
+    )
+    .await;
     assert_eq!(bad.status, 400);
-    process_until_done(&state, &[id]).await;
-    state.app.aggregate().await.unwrap();
-    let lines = lines.lock().unwrap().clone();
-    let has = |metric: &str, dim: Option<(&str, &str)>| {
+    wait_done(&state, &[id]).await;
+    let emf = |lines: Vec<String>| -> Vec<serde_json::Value> {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Resizer")
+            .collect()
+    };
+    let has = |lines: &[serde_json::Value], metric: &str, dim: Option<(&str, &str)>| {
         lines.iter().any(|l| {
-            l.get(metric).is_some_and(|v| v.is_number())
-                && dim.is_none_or(|(k, v)| l[k] == v)
-                && l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Resizer"
+            l.get(metric).is_some_and(|v| v.is_number()) && dim.is_none_or(|(k, v)| l[k] == v)
         })
     };
-    assert!(has("Requests", Some(("Status", "202"))), "{lines:?}");
-    assert!(has("Requests", Some(("Status", "400"))));
-    assert!(has("Latency", None));
-    assert!(has("Conversions", Some(("Format", "webp"))));
-    assert!(has("ConversionCpuMs", None));
-    assert!(has("BytesIn", None) && has("BytesOut", None));
-    assert!(has("QueueWaitMs", None));
-    assert!(has("UsageItemsRead", None));
-    // Never an image byte or a key in a metric line.
-    let text = serde_json::to_string(&lines).unwrap();
-    assert!(!text.contains(&key[4..]));
+    let api = emf(function_log(&state, Function::Api).await);
+    assert!(has(&api, "Requests", Some(("Status", "202"))), "{api:?}");
+    assert!(has(&api, "Requests", Some(("Status", "400"))));
+    assert!(has(&api, "Latency", None));
+    let resize = emf(function_log(&state, Function::Resize).await);
+    assert!(
+        has(&resize, "Conversions", Some(("Format", "webp"))),
+        "{resize:?}"
+    );
+    assert!(has(&resize, "ConversionCpuMs", None));
+    assert!(has(&resize, "BytesIn", None) && has(&resize, "BytesOut", None));
+    assert!(has(&resize, "QueueWaitMs", None));
+    // The schedule runs the aggregator every minute locally.
+    wait_for_log(&state, Function::Aggregate, Duration::from_secs(150), |l| {
+        l.contains("UsageItemsRead")
+    })
+    .await;
+    // Never a key in any line of any function.
+    for f in [Function::Api, Function::Resize, Function::Aggregate] {
+        let text = function_log(&state, f).await.join("\n");
+        assert!(!text.contains(&key[4..]), "{f:?} logged a key");
+    }
 }

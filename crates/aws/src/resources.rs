@@ -35,11 +35,14 @@ pub const CUSTOMERS_TABLE: Resource = r("CustomersTableName", "CUSTOMERS_TABLE")
 pub const USAGE_TABLE: Resource = r("UsageTableName", "USAGE_TABLE");
 pub const USAGE_ROLLUPS_TABLE: Resource = r("UsageRollupsTableName", "USAGE_ROLLUPS_TABLE");
 pub const API_URL: Resource = output_only("ApiUrl");
+/// Only where the template's ApiFunctionUrl parameter is "true" (the local deploy).
+pub const API_FUNCTION_URL: Resource = output_only("ApiFunctionUrl");
 pub const API_FUNCTION: Resource = output_only("ApiFunctionName");
 pub const RESIZE_FUNCTION: Resource = output_only("ResizeFunctionName");
 pub const AGGREGATE_FUNCTION: Resource = output_only("AggregateFunctionName");
 
-/// Every resource, in the template's output order.
+/// Every resource every stack outputs, in the template's output order (not the conditional
+/// [`API_FUNCTION_URL`]).
 pub const ALL: &[Resource] = &[
     API_URL,
     STAGING_BUCKET,

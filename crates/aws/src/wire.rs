@@ -71,10 +71,12 @@ pub fn app(sdk: &SdkConfig, resources: &Resources, settings: Settings) -> App {
 }
 
 /// For a function's cold start: resources and settings from the environment, clients from the
-/// default chain, metrics on stdout. Call it once.
+/// default chain, metrics on stdout. Call it once. A missing or malformed variable fails here,
+/// logged with its name, before the first event.
 pub async fn app_from_env() -> Result<(App, Resources), ConfigError> {
-    let resources = Resources::from_env()?;
-    let settings = Settings::from_env()?;
+    let config = Resources::from_env().and_then(|r| Ok((r, Settings::from_env()?)));
+    let (resources, settings) =
+        config.inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
     let sdk = load_sdk_config().await;
     let metrics = Metrics::stdout(&settings.stage);
     Ok((

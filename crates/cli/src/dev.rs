@@ -1,70 +1,55 @@
-//! `resizer dev`: the whole service on one machine.
+//! `resizer dev`: the HTTP API on `127.0.0.1:3000`, in front of the locally deployed stack.
 //!
-//! Community LocalStack cannot run the functions (no Docker here) nor create the HTTP API, so this
-//! process does what AWS would, with the real handlers:
-//! - **API Gateway (HTTP API, payload 2.0):** the api function's router serves HTTP as it is,
-//!   behind API Gateway's 10 MB payload limit and Lambda's 6 MB invoke limit (on the base64
-//!   body), which answer with API Gateway's own bare 413;
-//! - **SQS event source mappings:** workers long-poll the jobs queue (and its DLQ) with the
-//!   template's batch size, call the resize handler with a real SQS event, delete what it
-//!   consumed, and leave what it reported failed for redelivery;
-//! - **the schedule:** the aggregate handler runs every `--aggregate-every` seconds.
+//! Community LocalStack cannot create the HTTP API, but it gives the api function a function URL
+//! (the same payload 2.0 events, served by the real api binary). LocalStack routes a function URL
+//! by its `Host` header (`<id>.lambda-url.<region>.<host>`), a name nothing resolves here, so this
+//! is a thin forwarder: it sends each request to the local AWS endpoint with that `Host`, streaming
+//! both bodies, and adds nothing else. Everything else is the deployed stack's own doing: the
+//! resize function is fed by LocalStack's event source mappings, the aggregator by its rule.
+//!
+//! It also makes sure a demo customer and key exist and prints a ready-to-paste request.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use axum::body::Body;
-use axum::extract::Request;
-use axum::middleware::Next;
+use axum::extract::{Request, State};
 use axum::response::Response;
 use clap::Args;
-use http::StatusCode;
-use lambda_runtime::{Context, LambdaEvent};
+use futures::TryStreamExt as _;
+use http::{HeaderValue, StatusCode};
 use resizer_app::App;
 use resizer_aws::resources;
-use resizer_aws::sqs::SqsQueue;
 use resizer_aws::stack::StackInfo;
-use resizer_resize::Resize;
-use serde_json::{Map, Value, json};
-use tokio::task::JoinSet;
 
 use crate::{CliError, CliResult};
 
-/// API Gateway HTTP API's request payload limit.
-pub const GATEWAY_PAYLOAD_LIMIT: usize = 10 * 1024 * 1024;
-/// Lambda's synchronous invocation payload limit (the event, with its base64 body).
-pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
-/// The event's fields around the body and headers, roughly (request context, path, query).
-const EVENT_OVERHEAD: usize = 1024;
-/// The template's SQS batch size for the resize function.
-const BATCH_SIZE: i32 = 1;
-/// Long-polling wait, as an event source mapping uses.
-const POLL_WAIT_SECONDS: i32 = 20;
-
 #[derive(Debug, Args)]
 pub struct DevArgs {
-    /// The deployed (local) stack whose outputs name the buckets, queues and tables.
+    /// The deployed (local) stack whose api function URL is served.
     #[arg(long, env = "RESIZER_STACK", default_value = "resizer-local")]
     stack: String,
     /// Address to serve on; loopback only.
     #[arg(long, env = "RESIZER_DEV_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
-    /// Concurrent resize workers (each is one "Lambda instance").
-    #[arg(long, env = "RESIZER_DEV_WORKERS", default_value_t = 2)]
-    workers: usize,
-    /// Seconds between aggregation runs (the template's schedule is every 5 minutes).
-    #[arg(long, env = "RESIZER_DEV_AGGREGATE_EVERY", default_value_t = 300)]
-    aggregate_every: u64,
     /// Where the demo key and sample image are kept.
     #[arg(long, env = "RESIZER_DEV_STATE", default_value = ".local/dev")]
     state_dir: PathBuf,
     /// Skip creating the demo customer and key.
     #[arg(long)]
     no_demo: bool,
+}
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+struct Target {
+    http: reqwest::Client,
+    /// The local AWS endpoint, e.g. `http://127.0.0.1:4566`.
+    endpoint: String,
+    /// The function URL's host, e.g. `<id>.lambda-url.us-east-1.127.0.0.1:4566`.
+    host: HeaderValue,
 }
 
 pub async fn run(args: DevArgs) -> CliResult {
@@ -82,72 +67,113 @@ pub async fn run(args: DevArgs) -> CliResult {
             args.stack
         ))
     })?;
-    let app = stack.app(&sdk)?;
-    let resources = stack.resources()?;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let jobs_queue = SqsQueue::new(sqs.clone(), &resources.jobs_queue_url);
-    let queue_arn = stack
-        .output(resources::JOBS_QUEUE_ARN)
-        .unwrap_or_default()
+    let url = stack.output(resources::API_FUNCTION_URL).ok_or_else(|| {
+        CliError::new(format!(
+            "stack {:?} has no {} output: deploy it with `make provision` (ApiFunctionUrl=true)",
+            args.stack,
+            resources::API_FUNCTION_URL.output
+        ))
+    })?;
+    let endpoint = sdk
+        .endpoint_url()
+        .ok_or_else(|| {
+            CliError::new("AWS_ENDPOINT_URL is not set: `resizer dev` serves a local stack only")
+        })?
+        .trim_end_matches('/')
         .to_owned();
-    let dlq = stack
-        .output(resources::JOBS_DLQ_URL)
-        .map(|url| SqsQueue::new(sqs, url));
-    let resize = Arc::new(Resize::new(app.clone(), resources.jobs_dlq_arn.clone()));
-    tracing::info!(
-        stack = %args.stack,
-        endpoint = sdk.endpoint_url().unwrap_or("(AWS default)"),
-        "resizer dev starting"
-    );
-
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let target = Arc::new(Target {
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| CliError::new(format!("cannot build the HTTP client: {e}")))?,
+        endpoint,
+        host: HeaderValue::from_str(host)
+            .map_err(|_| CliError::new(format!("the function URL {url:?} has no usable host")))?,
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| CliError::new(format!("cannot listen on {}: {e}", args.listen)))?;
+    tracing::info!(stack = %args.stack, function_url = %url, "resizer dev starting");
 
     if !args.no_demo {
+        let app = stack.app(&sdk)?;
         let demo = demo_credentials(&app, &args.state_dir).await?;
         print_quickstart(&args, &demo);
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = JoinSet::new();
-    for i in 0..args.workers.max(1) {
-        tasks.spawn(worker(
-            resize.clone(),
-            stop.clone(),
-            jobs_queue.clone(),
-            queue_arn.clone(),
-            format!("resize-{i}"),
-        ));
-    }
-    if let (Some(dlq), Some(arn)) = (dlq, resources.jobs_dlq_arn.clone()) {
-        tasks.spawn(worker(resize.clone(), stop.clone(), dlq, arn, "dlq".into()));
-    }
-    tasks.spawn(aggregator(
-        app.clone(),
-        stop.clone(),
-        Duration::from_secs(args.aggregate_every.max(1)),
-    ));
-
-    let gateway = axum::Router::new()
-        .fallback_service(resizer_api::router(app))
-        .layer(axum::middleware::from_fn(payload_limits));
+    let app = axum::Router::new().fallback(forward).with_state(target);
     tracing::info!(listen = %args.listen, "serving the HTTP API");
-    let serve = axum::serve(listener, gateway).with_graceful_shutdown(shutdown_signal());
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
     if let Err(e) = serve.await {
         tracing::error!(error = %e, "server error");
     }
-    tracing::info!("shutting down: letting in-flight jobs finish");
-    stop.store(true, Ordering::SeqCst);
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(60), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("workers still busy after 60 s; their messages return to the queue");
-    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1) are the connection's, not the request's.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// One request to the function URL and its response back, bodies streamed.
+async fn forward(State(t): State<Arc<Target>>, req: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let mut headers = parts.headers;
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+    headers.insert(http::header::HOST, t.host.clone());
+    let upstream = t
+        .http
+        .request(parts.method.clone(), format!("{}{path}", t.endpoint))
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await;
+    let resp = match upstream {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(method = %parts.method, path = %path, error = %e, "the local AWS did not answer");
+            let mut r = Response::new(Body::from(
+                r#"{"message":"the local AWS did not answer (is it up? `make status`)"}"#,
+            ));
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            return r;
+        }
+    };
+    let status = resp.status();
+    tracing::info!(
+        method = %parts.method, path = %path, status = status.as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64, "request"
+    );
+    let mut out = Response::builder().status(status);
+    for (k, v) in resp.headers() {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            out = out.header(k, v);
+        }
+    }
+    out.body(Body::from_stream(
+        resp.bytes_stream().map_err(std::io::Error::other),
+    ))
+    .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 fn init_logs() {
@@ -164,186 +190,16 @@ fn init_logs() {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-// ---- API Gateway -----------------------------------------------------------------------------
-
-fn gateway_error(status: StatusCode, message: &str) -> Response {
-    // API Gateway's own errors have this shape, not the API's.
-    let mut r = Response::new(Body::from(json!({"message": message}).to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-/// API Gateway's payload limit, and Lambda's on the event (whose binary body is base64).
-async fn payload_limits(req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, GATEWAY_PAYLOAD_LIMIT).await else {
-        return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     };
-    let headers: usize = parts
-        .headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 6)
-        .sum();
-    if bytes.len().div_ceil(3) * 4 + headers + EVENT_OVERHEAD > LAMBDA_PAYLOAD_LIMIT {
-        return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
-}
-
-// ---- SQS event source mapping ----------------------------------------------------------------
-
-async fn worker(
-    state: Arc<Resize>,
-    stop: Arc<AtomicBool>,
-    queue: SqsQueue,
-    queue_arn: String,
-    name: String,
-) {
-    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    while !stop.load(Ordering::SeqCst) {
-        // The long poll is never abandoned: SQS would still hand messages to a poll whose caller
-        // has gone, and they would stay invisible for the visibility timeout (minutes). So a stop
-        // waits for the poll to return (at most POLL_WAIT_SECONDS) and gives back what it got.
-        let received = queue.receive(BATCH_SIZE, POLL_WAIT_SECONDS).await;
-        let messages = match received {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(worker = %name, error = %e, "receive failed; retrying in 2 s");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {},
-                    _ = wait_for_stop(&stop) => {},
-                }
-                continue;
-            }
-        };
-        if messages.is_empty() {
-            continue;
-        }
-        if stop.load(Ordering::SeqCst) {
-            for m in &messages {
-                if let Some(handle) = m.receipt_handle()
-                    && let Err(e) = queue.release(handle, 0).await
-                {
-                    tracing::warn!(worker = %name, error = %e, "could not return a message at shutdown; SQS redelivers it after the visibility timeout");
-                }
-            }
-            tracing::info!(worker = %name, messages = messages.len(), "shutting down: returned received messages to the queue");
-            break;
-        }
-        let records: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let attrs: Map<String, Value> = m
-                    .attributes()
-                    .map(|a| {
-                        a.iter()
-                            .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                json!({
-                    "messageId": m.message_id(),
-                    "receiptHandle": m.receipt_handle(),
-                    "body": m.body(),
-                    "md5OfBody": m.md5_of_body(),
-                    "attributes": attrs,
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": queue_arn,
-                    "awsRegion": region,
-                })
-            })
-            .collect();
-        let event: SqsEvent = match serde_json::from_value(json!({"Records": records})) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(worker = %name, error = %e, "could not build the SQS event");
-                continue;
-            }
-        };
-        let mut ctx = Context::default();
-        ctx.request_id = uuid::Uuid::new_v4().to_string();
-        let started = Instant::now();
-        let failed: Vec<String> = match resizer_resize::handler(
-            &state,
-            LambdaEvent::new(event, ctx),
-        )
-        .await
-        {
-            Ok(resp) => resp
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect(),
-            Err(e) => {
-                tracing::error!(worker = %name, error = %e, "handler error: the whole batch is retried");
-                messages
-                    .iter()
-                    .filter_map(|m| m.message_id().map(str::to_owned))
-                    .collect()
-            }
-        };
-        for m in &messages {
-            let id = m.message_id().unwrap_or_default();
-            if failed.iter().any(|f| f == id) {
-                // Left invisible: SQS redelivers it after the visibility timeout, as with Lambda.
-                continue;
-            }
-            if let Some(handle) = m.receipt_handle()
-                && let Err(e) = queue.delete(handle).await
-            {
-                tracing::warn!(worker = %name, error = %e, "delete failed; the message will be redelivered");
-            }
-        }
-        tracing::debug!(worker = %name, elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
-    }
-}
-
-async fn wait_for_stop(stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-// ---- schedule --------------------------------------------------------------------------------
-
-async fn aggregator(app: App, stop: Arc<AtomicBool>, every: Duration) {
-    let mut next = tokio::time::Instant::now() + Duration::from_secs(5).min(every);
-    while !stop.load(Ordering::SeqCst) {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next) => {},
-            _ = wait_for_stop(&stop) => break,
-        }
-        next += every;
-        if let Err(e) = app.aggregate().await {
-            tracing::warn!(error = %e, "aggregation failed; next run retries");
-        }
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
     }
 }
 

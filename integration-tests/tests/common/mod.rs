@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use axum::Router;
 use base64::Engine as _;
 use lambda_runtime::{Context, LambdaEvent};
@@ -138,6 +137,23 @@ pub async fn state_with(f: impl FnOnce(&mut Resources, &mut Settings)) -> State 
 
 pub async fn state() -> State {
     state_with(|_, _| {}).await
+}
+
+/// The same stack name deployed in another region of the local AWS (`make test` deploys one in
+/// us-west-2), with the settings of the first.
+pub async fn state_in_region(region: &str) -> State {
+    let (sdk, _) = stack().await;
+    let sdk = sdk
+        .to_builder()
+        .region(aws_config::Region::new(region.to_owned()))
+        .build();
+    let name = std::env::var("RESIZER_STACK").expect("RESIZER_STACK");
+    let info = StackInfo::describe(&sdk, &name).await.unwrap_or_else(|e| {
+        panic!("no stack {name} in {region} ({e}): `make test` deploys one there. {HOW_TO_RUN}")
+    });
+    let resources = info.resources().expect("the stack's resources");
+    let settings = info.settings().expect("valid settings");
+    State::build(sdk, info, resources, settings)
 }
 
 pub fn dlq_url(info: &StackInfo) -> String {
@@ -300,82 +316,63 @@ pub async fn call(state: &State, req: Req) -> Resp {
     decode(resp)
 }
 
-// ---- SQS ---------------------------------------------------------------------------------------
+// ---- the deployed functions ----------------------------------------------------------------
 
-/// Receives up to `max` messages from `queue_url` and wraps them in the SQS event Lambda would
-/// deliver from `queue_arn`.
-pub async fn receive_event(
-    state: &State,
-    queue_url: &str,
-    queue_arn: &str,
-    max: i32,
-    wait: i32,
-) -> SqsEvent {
-    let msgs = state
-        .queue_at(queue_url)
-        .receive(max, wait)
-        .await
-        .expect("receive");
-    let records: Vec<Value> = msgs
-        .iter()
-        .map(|m| {
-            let attrs: serde_json::Map<String, Value> = m
-                .attributes()
-                .map(|a| {
-                    a.iter()
-                        .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            json!({
-                "messageId": m.message_id(),
-                "receiptHandle": m.receipt_handle(),
-                "body": m.body(),
-                "attributes": attrs,
-                "messageAttributes": {},
-                "md5OfBody": m.md5_of_body(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({"Records": records})).expect("an SQS event")
-}
-
-/// Calls the resize handler with `event`, then deletes what it consumed (as the event source
-/// mapping does). Returns the handler's response.
-pub async fn run_resize(state: &State, queue_url: &str, event: SqsEvent) -> SqsBatchResponse {
-    let records = event.records.clone();
-    let resp = resizer_resize::handler(&state.resize, LambdaEvent::new(event, Context::default()))
-        .await
-        .expect("the resize handler never returns Err");
-    for r in &records {
-        if reported_failed(&resp, r) {
-            continue;
-        }
-        if let Some(h) = &r.receipt_handle {
-            state.queue_at(queue_url).delete(h).await.expect("delete");
-        }
+/// Calls the deployed api function over HTTP, through its function URL (LocalStack routes it by
+/// the `Host` header, a name nothing resolves, so the request goes to the local AWS endpoint).
+pub async fn deployed(state: &State, req: Req) -> Resp {
+    let url = state.output(resources::API_FUNCTION_URL);
+    let host = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, r)| r)
+        .trim_end_matches('/')
+        .to_owned();
+    let endpoint = state
+        .sdk
+        .endpoint_url()
+        .expect("AWS_ENDPOINT_URL (the local AWS)")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut target = format!("{endpoint}{}", req.path);
+    if !req.query.is_empty() {
+        target = format!("{target}?{}", req.query);
     }
-    resp
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("a method");
+    let mut r = reqwest::Client::new()
+        .request(method, target)
+        .header("host", host)
+        .timeout(Duration::from_secs(60));
+    for (k, v) in &req.headers {
+        r = r.header(k.as_str(), v.as_str());
+    }
+    if let Some(b) = req.body {
+        r = r.body(b);
+    }
+    let resp = r.send().await.expect("the function URL answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("a body");
+    Resp {
+        status,
+        headers,
+        json: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
 }
 
-/// Whether the handler's response lists `record` as a batch item failure.
-fn reported_failed(resp: &SqsBatchResponse, record: &SqsMessage) -> bool {
-    let id = record.message_id.as_deref().unwrap_or_default();
-    resp.batch_item_failures
-        .iter()
-        .any(|f| f.item_identifier == id)
+/// Waits until every job in `job_ids` is terminal: the deployed resize function, fed by the
+/// stack's event source mapping, does the work. Returns the jobs.
+pub async fn wait_done(state: &State, job_ids: &[String]) -> Vec<resizer_core::job::Job> {
+    wait_done_within(state, job_ids, Duration::from_secs(120)).await
 }
 
-/// Drains the jobs queue until every job in `job_ids` is terminal (or the deadline passes).
-pub async fn process_until_done(state: &State, job_ids: &[String]) {
-    let arn = state.output(resources::JOBS_QUEUE_ARN);
-    let url = state.resources.jobs_queue_url.clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+pub async fn wait_done_within(
+    state: &State,
+    job_ids: &[String],
+    limit: Duration,
+) -> Vec<resizer_core::job::Job> {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let mut all_done = true;
+        let mut jobs = Vec::new();
         for id in job_ids {
             let job = state
                 .app
@@ -385,34 +382,87 @@ pub async fn process_until_done(state: &State, job_ids: &[String]) {
                 .await
                 .expect("get job")
                 .expect("job exists");
-            if !job.status.is_terminal() {
-                all_done = false;
-            }
+            jobs.push(job);
         }
-        if all_done {
-            return;
+        if jobs.iter().all(|j| j.status.is_terminal()) {
+            return jobs;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "jobs did not finish in 120 s"
+            "jobs not finished within {limit:?}: {:?}",
+            jobs.iter()
+                .filter(|j| !j.status.is_terminal())
+                .map(|j| (j.job_id.to_string(), j.status, j.attempts))
+                .collect::<Vec<_>>()
         );
-        let ev = receive_event(state, &url, &arn, 10, 1).await;
-        if ev.records.is_empty() {
-            continue;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The three functions, by the stack output that names each.
+#[derive(Debug, Clone, Copy)]
+pub enum Function {
+    Api,
+    Resize,
+    Aggregate,
+}
+
+impl Function {
+    fn resource(self) -> Resource {
+        match self {
+            Function::Api => resources::API_FUNCTION,
+            Function::Resize => resources::RESIZE_FUNCTION,
+            Function::Aggregate => resources::AGGREGATE_FUNCTION,
         }
-        let records = ev.records.clone();
-        let resp = run_resize(state, &url, ev).await;
-        // A failed item stays invisible for the queue's visibility timeout (minutes), longer than
-        // this deadline. Say what failed, and let it come back in a few seconds instead.
-        for r in records.iter().filter(|r| reported_failed(&resp, r)) {
-            eprintln!(
-                "resize reported a batch item failure: {}",
-                r.message_id.as_deref().unwrap_or_default()
-            );
-            if let Some(h) = &r.receipt_handle {
-                let _ = state.queue_at(&url).release(h, 2).await;
-            }
+    }
+}
+
+/// Every log line a deployed function has written so far (CloudWatch Logs, where LocalStack puts
+/// what the function process printed).
+pub async fn function_log(state: &State, f: Function) -> Vec<String> {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&state.sdk);
+    let group = format!("/aws/lambda/{}", state.output(f.resource()));
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = match logs
+            .filter_log_events()
+            .log_group_name(&group)
+            .set_next_token(token.take())
+            .send()
+            .await
+        {
+            Ok(p) => p,
+            // No group until the function first ran.
+            Err(_) => return out,
+        };
+        for e in page.events() {
+            out.extend(e.message().unwrap_or_default().lines().map(str::to_owned));
         }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => return out,
+        }
+    }
+}
+
+/// Waits until a deployed function has logged a line matching `pred`; returns it.
+pub async fn wait_for_log(
+    state: &State,
+    f: Function,
+    limit: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(l) = function_log(state, f).await.into_iter().find(|l| pred(l)) {
+            return l;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{f:?} logged no such line within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -513,33 +563,4 @@ pub async fn download(url: &str) -> Vec<u8> {
         resp.status()
     );
     resp.bytes().await.expect("body").to_vec()
-}
-
-/// A background stand-in for the event source mapping: drains the jobs queue until stopped.
-pub struct Drainer {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    handle: tokio::task::JoinHandle<()>,
-}
-
-impl Drainer {
-    pub async fn start(state: &State) -> Self {
-        let arn = state.output(resources::JOBS_QUEUE_ARN);
-        let url = state.resources.jobs_queue_url.clone();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (s, st) = (stop.clone(), state.clone());
-        let handle = tokio::spawn(async move {
-            while !s.load(std::sync::atomic::Ordering::SeqCst) {
-                let ev = receive_event(&st, &url, &arn, 10, 1).await;
-                if !ev.records.is_empty() {
-                    run_resize(&st, &url, ev).await;
-                }
-            }
-        });
-        Self { stop, handle }
-    }
-
-    pub async fn stop(self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.handle.await.expect("drainer");
-    }
 }

@@ -30,10 +30,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Scripted failures: the next calls of an operation (named `"<port>.<method>"`, e.g.
 /// `"jobs.finish"`, `"staging.put"`, `"queue.send"`) fail with the given errors, in order.
+///
+/// It also keeps a journal of every port call ([`Faults::take_journal`]), by its exact name.
 #[derive(Debug, Default)]
 pub struct Faults {
     plan: Mutex<HashMap<&'static str, VecDeque<StoreError>>>,
     calls: Mutex<HashMap<&'static str, u64>>,
+    journal: Mutex<Vec<Call>>,
+}
+
+/// One port call, as the in-memory adapters saw it (failed calls included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// `"<port>.<method>"`, exactly: `"jobs.finish"`, `"staging.get_prefix"`,
+    /// `"results.presign_get"`, `"archive.put"`. (Fault names are coarser for object stores:
+    /// `get_prefix` is `"staging.get"` there, presigning is `"objects.presign"`.)
+    pub op: String,
+    /// The object key, for a call on an object store.
+    pub key: Option<String>,
 }
 
 impl Faults {
@@ -46,7 +60,27 @@ impl Faults {
         lock(&self.calls).get(op).copied().unwrap_or(0)
     }
 
+    /// Every port call since the last take, in order; the journal is emptied (so that a test
+    /// can drop the calls of its own setup).
+    pub fn take_journal(&self) -> Vec<Call> {
+        std::mem::take(&mut *lock(&self.journal))
+    }
+
     fn check(&self, op: &'static str) -> Result<(), StoreError> {
+        self.check_as(op, op.to_owned(), None)
+    }
+
+    /// Counts and scripts failures under `op`, journals the call as `call` (on `key`).
+    fn check_as(
+        &self,
+        op: &'static str,
+        call: String,
+        key: Option<&str>,
+    ) -> Result<(), StoreError> {
+        lock(&self.journal).push(Call {
+            op: call,
+            key: key.map(str::to_owned),
+        });
         *lock(&self.calls).entry(op).or_default() += 1;
         match lock(&self.plan).get_mut(op).and_then(VecDeque::pop_front) {
             Some(e) => Err(e),
@@ -260,6 +294,12 @@ impl MemoryObjects {
         }
     }
 
+    /// Faults under the coarse name of `fault`, journalled as `<bucket>.<method>` on `key`.
+    fn check(&self, fault: &'static str, method: &str, key: &str) -> Result<(), StoreError> {
+        self.faults
+            .check_as(self.op(fault), format!("{}.{method}", self.name), Some(key))
+    }
+
     fn not_found(&self) -> StoreError {
         StoreError::NotFound {
             op: self.op("head"),
@@ -282,13 +322,13 @@ impl MemoryObjects {
 #[async_trait]
 impl ObjectStore for MemoryObjects {
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
-        self.faults.check(self.op("put"))?;
+        self.check("put", "put", key)?;
         lock(&self.objects).insert(key.to_owned(), (body, content_type.to_owned()));
         Ok(())
     }
 
     async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
-        self.faults.check(self.op("head"))?;
+        self.check("head", "head", key)?;
         let objects = lock(&self.objects);
         let (body, ct) = objects.get(key).ok_or_else(|| self.not_found())?;
         Ok(ObjectHead {
@@ -298,7 +338,7 @@ impl ObjectStore for MemoryObjects {
     }
 
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
-        self.faults.check(self.op("get"))?;
+        self.check("get", "get", key)?;
         let objects = lock(&self.objects);
         let (body, _) = objects.get(key).ok_or_else(|| self.not_found())?;
         if body.len() as u64 > max_bytes {
@@ -311,25 +351,25 @@ impl ObjectStore for MemoryObjects {
     }
 
     async fn get_prefix(&self, key: &str, n: u64) -> Result<Vec<u8>, StoreError> {
-        self.faults.check(self.op("get"))?;
+        self.check("get", "get_prefix", key)?;
         let objects = lock(&self.objects);
         let (body, _) = objects.get(key).ok_or_else(|| self.not_found())?;
         Ok(body[..body.len().min(n as usize)].to_vec())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.faults.check(self.op("delete"))?;
+        self.check("delete", "delete", key)?;
         lock(&self.objects).remove(key);
         Ok(())
     }
 
     async fn presign_get(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
-        self.faults.check(self.op("presign"))?;
+        self.check("presign", "presign_get", key)?;
         Ok(self.sign(key, ttl, "GET"))
     }
 
     async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
-        self.faults.check(self.op("presign"))?;
+        self.check("presign", "presign_put", key)?;
         Ok(self.sign(key, ttl, "PUT"))
     }
 }

@@ -1,9 +1,10 @@
 //! Resizer's AWS adapters: S3 buckets, the SQS queue and the DynamoDB tables, each bound to its
-//! resource and implementing the application's ports; the stack's resource names; the SDK
-//! configuration.
+//! resource and implementing the application's ports; the stack's resource names; what each
+//! function needs from IAM ([`iam`]); the SDK configuration.
 
 pub mod dynamo;
 pub mod error;
+pub mod iam;
 pub mod resources;
 pub mod s3;
 pub mod sdk;

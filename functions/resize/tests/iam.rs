@@ -1,0 +1,162 @@
+//! What the resize function calls, for its IAM policy: the handler runs on the in-memory adapters
+//! through every path that reaches storage (an inline job and an uploaded one converted, a
+//! redelivery of a finished job, a bad image, a staged image gone, a transient failure, a dead
+//! letter), and every port call journalled must be in `resizer_aws::iam::RESIZE`, and everything
+//! listed there must have been called. `crates/aws/tests/iam.rs` then holds `template.yaml` to
+//! that list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use lambda_runtime::{Context, LambdaEvent};
+use resizer_app::memory::Memory;
+use resizer_app::ports::{Conversion, Converted, Converter, ObjectStore as _};
+use resizer_app::{Principal, Settings, StoreError, Submission};
+use resizer_aws::iam;
+use resizer_core::image::{ImageError, ImageInfo, Limits};
+use resizer_core::job::{JobMessage, StagingKey, UploadId};
+use resizer_core::transform::{Format, TransformSpec};
+use resizer_resize::Resize;
+
+const DLQ_ARN: &str = "arn:aws:sqs:us-east-1:000000000000:jobs-dlq";
+const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:000000000000:jobs";
+
+/// A converter that answers what it is told.
+struct Fake(Result<Converted, ImageError>);
+
+impl Converter for Fake {
+    fn convert(&self, _: &[u8], _: &TransformSpec, _: &Limits) -> Conversion {
+        Conversion {
+            result: self.0.clone(),
+            cpu: Duration::from_millis(1),
+        }
+    }
+}
+
+fn converts() -> Arc<Fake> {
+    Arc::new(Fake(Ok(Converted {
+        bytes: vec![7; 12],
+        format: Format::Webp,
+        width: 1,
+        height: 1,
+        input: ImageInfo {
+            format: Format::Png,
+            width: 1,
+            height: 1,
+        },
+    })))
+}
+
+fn tiny_png() -> Vec<u8> {
+    // A 1x1 RGBA PNG.
+    vec![
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
+        0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8,
+        0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00,
+        0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ]
+}
+
+fn event(msg: &JobMessage, from: &str) -> LambdaEvent<SqsEvent> {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(format!("m-{}", msg.job_id));
+    record.body = Some(serde_json::to_string(msg).unwrap());
+    record.event_source_arn = Some(from.to_owned());
+    record
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "1".into());
+    let mut ev = SqsEvent::default();
+    ev.records = vec![record];
+    LambdaEvent::new(ev, Context::default())
+}
+
+/// Runs the handler on a batch of one message from `from`; how many records it asks to retry.
+async fn run(state: &Resize, msg: &JobMessage, from: &str) -> usize {
+    resizer_resize::handler(state, event(msg, from))
+        .await
+        .unwrap()
+        .batch_item_failures
+        .len()
+}
+
+#[tokio::test]
+async fn resize_calls_exactly_what_its_policy_is_derived_from() {
+    let mem = Memory::new();
+    let app = mem.app(Settings::default());
+    let principal = Principal {
+        customer_id: "cus_iam".into(),
+        key_id: "k".into(),
+        monthly_job_quota: None,
+        month_jobs: 0,
+    };
+    // The jobs, as the api submits them: inline ones, and one from an upload.
+    for _ in 0..5 {
+        let sub = Submission::inline(
+            TransformSpec::with_width(1).unwrap(),
+            Some("image/png"),
+            &tiny_png(),
+            &app.settings,
+        )
+        .unwrap();
+        app.submit(&principal, sub).await.unwrap();
+    }
+    let upload = UploadId::generate();
+    let staged = StagingKey::upload(&principal.customer_id, &upload).to_string();
+    mem.staging
+        .put(&staged, tiny_png(), "image/png")
+        .await
+        .unwrap();
+    let sub = Submission::upload(TransformSpec::with_width(1).unwrap(), upload.to_string());
+    app.submit(&principal, sub).await.unwrap();
+    let messages = mem.queue.sent();
+    let [done, bad, gone, dead, flaky, uploaded] = messages.as_slice() else {
+        panic!("six jobs")
+    };
+    // One staged image expired before its job ran.
+    let gone_job = mem.jobs.all().into_iter().find(|j| j.job_id == gone.job_id);
+    mem.staging
+        .delete(&gone_job.unwrap().staging_key.to_string())
+        .await
+        .unwrap();
+    mem.faults.take_journal();
+
+    let ok = Resize {
+        app: app.clone(),
+        dlq_arn: Some(DLQ_ARN.into()),
+        converter: converts(),
+    };
+    let broken = Resize {
+        app: app.clone(),
+        dlq_arn: Some(DLQ_ARN.into()),
+        converter: Arc::new(Fake(Err(ImageError::InvalidImage("corrupt".into())))),
+    };
+
+    // Converted, then redelivered: nothing more to do.
+    assert_eq!(run(&ok, done, QUEUE_ARN).await, 0);
+    assert_eq!(run(&ok, done, QUEUE_ARN).await, 0);
+    // From an upload: the upload stays.
+    assert_eq!(run(&ok, uploaded, QUEUE_ARN).await, 0);
+    assert!(mem.staging.keys().contains(&staged));
+    // A bad image; a staged image gone: both fail the job.
+    assert_eq!(run(&broken, bad, QUEUE_ARN).await, 0);
+    assert_eq!(run(&ok, gone, QUEUE_ARN).await, 0);
+    // A transient failure: retried.
+    mem.faults.fail_next(
+        "results.put",
+        StoreError::unavailable("s3:PutObject", "503 SlowDown"),
+    );
+    assert_eq!(run(&ok, flaky, QUEUE_ARN).await, 1);
+    // Its dead letter (it never finished); the dead letter of a finished job.
+    assert_eq!(run(&ok, dead, DLQ_ARN).await, 0);
+    assert_eq!(run(&ok, done, DLQ_ARN).await, 0);
+    let journal = mem.faults.take_journal();
+
+    let problems = iam::RESIZE.audit(&journal);
+    assert!(
+        problems.is_empty(),
+        "resize's calls differ from its list in crates/aws/src/iam.rs:\n  {}\ncalls: {journal:#?}",
+        problems.join("\n  ")
+    );
+}

@@ -15,13 +15,6 @@ use std::time::Duration;
 use common::*;
 use resizer_core::job::JobStatus;
 
-fn job_id(r: &Resp) -> String {
-    r.json["job_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no job_id in {}", r.json))
-        .to_owned()
-}
-
 #[tokio::test]
 async fn a_job_goes_from_the_api_binary_through_the_queue_to_the_resize_binary() {
     let state = state().await;
@@ -35,7 +28,7 @@ async fn a_job_goes_from_the_api_binary_through_the_queue_to_the_resize_binary()
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.json);
-    let id = job_id(&r);
+    let id = r.job_id();
     let job = wait_done(&state, std::slice::from_ref(&id)).await.remove(0);
     assert_eq!((job.status, job.attempts), (JobStatus::Done, 1));
     // The api binary logged the request, the resize binary claimed and finished the job.
@@ -75,7 +68,7 @@ async fn a_poison_message_is_redriven_to_the_dlq_and_its_job_marked_failed() {
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.json);
-    let id = job_id(&r);
+    let id = r.job_id();
     let job = wait_done_within(&state, std::slice::from_ref(&id), Duration::from_secs(420))
         .await
         .remove(0);
@@ -143,7 +136,7 @@ async fn regions_share_nothing() {
         "{}",
         r.json
     );
-    let id = job_id(&r);
+    let id = r.job_id();
     let r = deployed(
         &west,
         Req::new("GET", &format!("/v1/jobs/{id}")).key(&west_key),

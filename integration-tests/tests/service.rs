@@ -23,13 +23,6 @@ async fn submit(state: &State, key: &str, query: &str, body: Vec<u8>, ct: &str) 
     .await
 }
 
-fn job_id(r: &Resp) -> String {
-    r.json["job_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no job_id in {}", r.json))
-        .to_owned()
-}
-
 #[tokio::test]
 async fn jpeg_job_finishes_done_and_its_url_downloads_the_expected_dimensions() {
     let state = state().await;
@@ -48,7 +41,7 @@ async fn jpeg_job_finishes_done_and_its_url_downloads_the_expected_dimensions() 
         r.json["input"],
         json!({"format": "jpeg", "width": 640, "height": 480, "bytes": r.json["input"]["bytes"]})
     );
-    let id = job_id(&r);
+    let id = r.job_id();
     assert_eq!(r.headers["location"], format!("/v1/jobs/{id}"));
     wait_done(&state, std::slice::from_ref(&id)).await;
 
@@ -100,7 +93,7 @@ async fn a_corrupt_image_ends_failed_with_invalid_image() {
     }
     let r = submit(&state, &key, "width=100", bytes, "image/jpeg").await;
     assert_eq!(r.status, 202, "{}", r.json);
-    let id = job_id(&r);
+    let id = r.job_id();
     wait_done(&state, std::slice::from_ref(&id)).await;
     let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
     assert_eq!(r.json["status"], "failed", "{}", r.json);
@@ -120,7 +113,7 @@ async fn the_same_message_delivered_twice_gives_one_result_and_one_usage_item() 
         "image/jpeg",
     )
     .await;
-    let id = job_id(&r);
+    let id = r.job_id();
     let jid = JobId::parse(&id).unwrap();
     // First delivery: through the real queue.
     wait_done(&state, std::slice::from_ref(&id)).await;
@@ -186,7 +179,7 @@ async fn a_malformed_message_never_fails_the_rest_of_its_batch() {
     let state = state().await;
     let (_, key) = customer(&state, None).await;
     let r = submit(&state, &key, "width=32", png(64, 64), "image/png").await;
-    let id = job_id(&r);
+    let id = r.job_id();
     let arn = state.output(resizer_aws::resources::JOBS_QUEUE_ARN);
     let mut event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(include_str!("fixtures/sqs-event.json")).unwrap();
@@ -239,7 +232,7 @@ async fn a_dead_lettered_job_ends_failed_with_internal_error() {
     let (_, key) = customer(&dlq_state, None).await;
     let r = submit(&dlq_state, &key, "width=32", png(64, 64), "image/png").await;
     assert_eq!(r.status, 202, "{}", r.json);
-    let id = job_id(&r);
+    let id = r.job_id();
     let job = wait_done(&dlq_state, std::slice::from_ref(&id))
         .await
         .remove(0);
@@ -307,7 +300,7 @@ async fn another_customers_job_is_404() {
     let (_, alice) = customer(&state, None).await;
     let (_, bob) = customer(&state, None).await;
     let r = submit(&state, &alice, "width=10", png(20, 20), "image/png").await;
-    let id = job_id(&r);
+    let id = r.job_id();
     let theirs = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&bob)).await;
     let unknown = call(
         &state,
@@ -372,7 +365,7 @@ async fn large_images_go_through_a_presigned_upload() {
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.json);
-    let id = job_id(&r);
+    let id = r.job_id();
     wait_done(&state, std::slice::from_ref(&id)).await;
     let r = call(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
     assert_eq!(r.json["status"], "done", "{}", r.json);
@@ -490,7 +483,7 @@ async fn the_deployed_functions_emit_embedded_metric_format_lines() {
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.json);
-    let id = job_id(&r);
+    let id = r.job_id();
     let bad = deployed(
         &state,
         Req::new("POST", "/v1/jobs")

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use resizer_core::job::{Job, JobId, JobMessage, JobStatus};
-use resizer_core::key::{Customer, CustomerStatus, KeyRecord, KeyStatus};
+use resizer_core::key::{ApiKey, Customer, CustomerStatus, KeyRecord, KeyStatus};
 use resizer_core::usage::{HourKey, Period, Totals, UsageRecord};
 use time::OffsetDateTime;
 
@@ -23,6 +23,15 @@ use crate::ports::{
     Rollups, UsageLog,
 };
 use crate::{App, Settings, StoreError, Stores};
+
+/// A 1×1 RGBA PNG, for tests that need a real image and nothing more.
+pub const TINY_PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
+    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -166,6 +175,22 @@ impl Memory {
 
     pub fn app(&self, settings: Settings) -> App {
         App::new(settings, self.stores())
+    }
+
+    /// A new active customer (with a monthly job quota, if given) and a key of theirs.
+    pub async fn customer(&self, app: &App, quota: Option<u64>) -> (Customer, ApiKey) {
+        let mut c = Customer::new("memory", app.now());
+        c.monthly_job_quota = quota;
+        self.accounts
+            .put_new_customer(&c)
+            .await
+            .expect("a fresh customer id");
+        let key = ApiKey::generate();
+        self.accounts
+            .put_new_key(&KeyRecord::new(&key, &c.customer_id, app.now()))
+            .await
+            .expect("a fresh key id");
+        (c, key)
     }
 
     /// A customer's hour rollup, if written.

@@ -68,13 +68,7 @@ async fn world() -> World {
     let app = mem
         .app(Settings::default())
         .with_clock(Clock::fixed(datetime!(2026-11-30 10:00 UTC)));
-    let c = Customer::new("t", app.now());
-    mem.accounts.put_new_customer(&c).await.unwrap();
-    let key = ApiKey::generate();
-    mem.accounts
-        .put_new_key(&KeyRecord::new(&key, &c.customer_id, app.now()))
-        .await
-        .unwrap();
+    let (_, key) = mem.customer(&app, None).await;
     let principal = app.authenticate(Some(&key.expose())).await.unwrap();
     World {
         mem,

@@ -8,40 +8,20 @@
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
-use resizer_app::memory::Memory;
-use resizer_app::ports::Accounts;
+use resizer_app::memory::{Memory, TINY_PNG};
 use resizer_app::{Settings, StoreError};
 use resizer_aws::iam;
 use resizer_core::job::{InputMeta, Job, JobStatus, ResultMeta, Source};
-use resizer_core::key::{ApiKey, Customer, KeyRecord};
 use resizer_core::transform::{Format, TransformSpec};
 use serde_json::Value;
 use tower::ServiceExt as _;
-
-fn tiny_png() -> Vec<u8> {
-    // A 1x1 RGBA PNG.
-    vec![
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
-        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
-        0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8,
-        0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00,
-        0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-    ]
-}
 
 #[tokio::test]
 async fn the_api_calls_exactly_what_its_policy_is_derived_from() {
     let mem = Memory::new();
     let app = mem.app(Settings::default());
     // A customer with a quota: authentication then reads the month's rollup too.
-    let mut customer = Customer::new("iam", app.now());
-    customer.monthly_job_quota = Some(1000);
-    mem.accounts.put_new_customer(&customer).await.unwrap();
-    let key = ApiKey::generate();
-    mem.accounts
-        .put_new_key(&KeyRecord::new(&key, &customer.customer_id, app.now()))
-        .await
-        .unwrap();
+    let (customer, key) = mem.customer(&app, Some(1000)).await;
     let bearer = format!("Bearer {}", key.expose());
     // A done job, for its result URL.
     let mut done = Job::new(
@@ -95,13 +75,19 @@ async fn the_api_calls_exactly_what_its_policy_is_derived_from() {
     };
 
     // An inline job; another, waited for.
-    let (s, b) = call(Method::POST, "/v1/jobs?width=1", "image/png", tiny_png()).await;
+    let (s, b) = call(
+        Method::POST,
+        "/v1/jobs?width=1",
+        "image/png",
+        TINY_PNG.to_vec(),
+    )
+    .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     let (s, b) = call(
         Method::POST,
         "/v1/jobs?width=1&wait=1",
         "image/png",
-        tiny_png(),
+        TINY_PNG.to_vec(),
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
@@ -110,7 +96,13 @@ async fn the_api_calls_exactly_what_its_policy_is_derived_from() {
         "queue.send",
         StoreError::unavailable("sqs:SendMessage", "down"),
     );
-    let (s, b) = call(Method::POST, "/v1/jobs?width=1", "image/png", tiny_png()).await;
+    let (s, b) = call(
+        Method::POST,
+        "/v1/jobs?width=1",
+        "image/png",
+        TINY_PNG.to_vec(),
+    )
+    .await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
     // An upload, then a job from it.
     let (s, up) = call(Method::POST, "/v1/uploads", "", Vec::new()).await;
@@ -120,7 +112,7 @@ async fn the_api_calls_exactly_what_its_policy_is_derived_from() {
     let staged = format!("uploads/{}/{upload_id}", customer.customer_id);
     use resizer_app::ports::ObjectStore as _;
     mem.staging
-        .put(&staged, tiny_png(), "image/png")
+        .put(&staged, TINY_PNG.to_vec(), "image/png")
         .await
         .unwrap(); // the client's PUT, not the function's
     mem.faults.take_journal();

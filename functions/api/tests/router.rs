@@ -5,11 +5,9 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use lambda_runtime::{Context, LambdaEvent};
-use resizer_app::memory::Memory;
-use resizer_app::ports::Accounts;
+use resizer_app::memory::{Memory, TINY_PNG};
 use resizer_app::{App, Settings, StoreError};
 use resizer_core::contract::{ErrorBody, Route};
-use resizer_core::key::{ApiKey, Customer, KeyRecord};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -22,13 +20,7 @@ struct Api {
 async fn api() -> Api {
     let mem = Memory::new();
     let app = mem.app(Settings::default());
-    let c = Customer::new("router", app.now());
-    mem.accounts.put_new_customer(&c).await.unwrap();
-    let key = ApiKey::generate();
-    mem.accounts
-        .put_new_key(&KeyRecord::new(&key, &c.customer_id, app.now()))
-        .await
-        .unwrap();
+    let (_, key) = mem.customer(&app, None).await;
     Api {
         mem,
         app,
@@ -181,7 +173,7 @@ async fn a_failed_enqueue_is_a_503_with_retry_after_and_leaves_nothing() {
         "queue.send",
         StoreError::unavailable("sqs:SendMessage", "down"),
     );
-    let png = tiny_png();
+    let png = TINY_PNG.to_vec();
     let r = a
         .call(Method::POST, "/v1/jobs?width=1", true, png, "image/png")
         .await;
@@ -204,7 +196,7 @@ async fn an_accepted_job_is_queued_with_its_location() {
             Method::POST,
             "/v1/jobs?width=1",
             true,
-            tiny_png(),
+            TINY_PNG.to_vec(),
             "image/png",
         )
         .await;
@@ -259,17 +251,6 @@ async fn a_hand_made_event_with_a_broken_base64_body_is_a_400() {
         body.contains("the request body is not valid base64"),
         "{body}"
     );
-}
-
-fn tiny_png() -> Vec<u8> {
-    // A 1x1 RGBA PNG.
-    vec![
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
-        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
-        0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8,
-        0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00,
-        0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-    ]
 }
 
 #[tokio::test]

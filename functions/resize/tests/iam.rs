@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
-use resizer_app::memory::Memory;
+use resizer_app::memory::{Memory, TINY_PNG};
 use resizer_app::ports::{Conversion, Converted, Converter, ObjectStore as _};
 use resizer_app::{Principal, Settings, StoreError, Submission};
 use resizer_aws::iam;
@@ -46,17 +46,6 @@ fn converts() -> Arc<Fake> {
             height: 1,
         },
     })))
-}
-
-fn tiny_png() -> Vec<u8> {
-    // A 1x1 RGBA PNG.
-    vec![
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
-        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
-        0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8,
-        0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00,
-        0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-    ]
 }
 
 fn event(msg: &JobMessage, from: &str) -> LambdaEvent<SqsEvent> {
@@ -96,7 +85,7 @@ async fn resize_calls_exactly_what_its_policy_is_derived_from() {
         let sub = Submission::inline(
             TransformSpec::with_width(1).unwrap(),
             Some("image/png"),
-            &tiny_png(),
+            TINY_PNG,
             &app.settings,
         )
         .unwrap();
@@ -105,7 +94,7 @@ async fn resize_calls_exactly_what_its_policy_is_derived_from() {
     let upload = UploadId::generate();
     let staged = StagingKey::upload(&principal.customer_id, &upload).to_string();
     mem.staging
-        .put(&staged, tiny_png(), "image/png")
+        .put(&staged, TINY_PNG.to_vec(), "image/png")
         .await
         .unwrap();
     let sub = Submission::upload(TransformSpec::with_width(1).unwrap(), upload.to_string());

@@ -291,6 +291,14 @@ impl Resp {
     pub fn code(&self) -> &str {
         self.json["error"]["code"].as_str().unwrap_or("")
     }
+
+    /// The job id of a job resource.
+    pub fn job_id(&self) -> String {
+        self.json["job_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no job_id in {}", self.json))
+            .to_owned()
+    }
 }
 
 pub fn decode(resp: ApiGatewayV2httpResponse) -> Resp {

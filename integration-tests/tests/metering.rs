@@ -441,3 +441,176 @@ async fn a_customer_over_quota_is_refused_after_aggregation() {
     .await;
     assert_eq!((r.status, r.code()), (429, "quota_exceeded"), "{}", r.json);
 }
+
+// ---- late arrivals, bad items, shard counts ------------------------------------------------------
+
+/// An hour for the tests below: 330 to 800 hours ago, where nothing else runs the aggregator.
+fn quiet_hour() -> OffsetDateTime {
+    random_hour(330, 800)
+}
+
+/// Every archived record of `customer`, from every archive object under its prefix.
+async fn archived_records(state: &State, customer: &str) -> Vec<UsageRecord> {
+    let bucket = &state.resources.results_bucket;
+    let listed = state
+        .s3()
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(format!("usage-archive/customer={customer}/"))
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for o in listed.contents() {
+        let key = o.key().unwrap();
+        let body = state.app.stores.archive.get(key, 64 << 20).await.unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        out.extend(text.lines().map(|l| serde_json::from_str::<UsageRecord>(l).unwrap()));
+    }
+    out
+}
+
+/// A job created at hh:50 whose outcome is recorded five hours later, after its hour was closed
+/// and archived: it is counted in the rollups, against the quota and in the archive. The job is
+/// processed in the test (at the test's clock) and never enqueued, so that the deployed resize
+/// function, whose clock is the real one, leaves it alone.
+#[tokio::test]
+async fn a_job_that_ends_hours_after_its_hour_closed_is_counted_in_rollups_quota_and_archive() {
+    let h0 = quiet_hour();
+    let clock = Clock::fixed(h0 + Duration::minutes(50));
+    let parked = resizer_app::memory::Memory::new().queue;
+    let state = state_with(|_, s| s.auth_cache_ttl = std::time::Duration::ZERO)
+        .await
+        .with_clock(clock.clone())
+        .map_app(|mut app| {
+            app.stores.queue = parked.clone();
+            app
+        });
+    let (c, key) = customer(&state, Some(1)).await;
+    let ids = submit_jobs(&state, &key, 1, 16, 16).await;
+    let [msg]: [resizer_core::job::JobMessage; 1] = parked.sent().try_into().unwrap();
+
+    // Five hours on, the job's hour is closed and archived; then the job finishes.
+    clock.set(h0 + Duration::hours(5) + Duration::minutes(10));
+    state.app.aggregate().await.unwrap();
+    let disposition = state
+        .app
+        .process(&msg, 1, std::sync::Arc::new(resizer_resize::Engine))
+        .await;
+    assert_eq!(disposition, resizer_app::Disposition::Consumed);
+    let job = wait_done(&state, &ids).await.remove(0);
+    assert_eq!(job.updated_at, clock.now());
+
+    // Two hours later, the aggregator has had every chance to count it.
+    clock.set(h0 + Duration::hours(7));
+    state.app.aggregate().await.unwrap();
+
+    let months = [
+        Granularity::Month.period_of(h0),
+        Granularity::Month.period_of(clock.now()),
+    ];
+    let mut counted = 0;
+    for m in months.iter().collect::<std::collections::BTreeSet<_>>() {
+        counted += rollup(&state, &c.customer_id, *m).await.map_or(0, |t| t.jobs);
+    }
+    assert_eq!(counted, 1, "the month rollup counts the late job");
+
+    let r = call(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .query("width=4")
+            .body("image/png", png(8, 8)),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (429, "quota_exceeded"),
+        "the late job counts against the quota: {}",
+        r.json
+    );
+
+    let records = archived_records(&state, &c.customer_id).await;
+    assert_eq!(
+        records.iter().filter(|r| r.job_id == job.job_id).count(),
+        1,
+        "archived once: {records:?}"
+    );
+}
+
+/// A raw item that cannot be parsed (here a number that is not one) is logged, counted and
+/// skipped; the items around it are counted and the run succeeds.
+#[tokio::test]
+async fn an_unparsable_raw_item_does_not_stop_a_run() {
+    let h0 = quiet_hour();
+    let clock = Clock::fixed(h0 + Duration::minutes(30));
+    let state = clocked(&clock).await;
+    let (c, _) = customer(&state, None).await;
+    for i in 0..5 {
+        let r = raw(&c.customer_id, h0 + Duration::minutes(i), 100, Outcome::Done);
+        state.app.stores.usage_log.put(&r).await.unwrap();
+    }
+    let mut bad = state
+        .adapters
+        .usage
+        .item(&raw(&c.customer_id, h0 + Duration::minutes(7), 1, Outcome::Done))
+        .unwrap();
+    bad.insert(
+        "bytes_in".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S("lots".into()),
+    );
+    state
+        .dynamodb()
+        .put_item()
+        .table_name(&state.resources.usage_table)
+        .set_item(Some(bad))
+        .send()
+        .await
+        .unwrap();
+
+    let report = state.app.aggregate().await.expect("the run succeeds");
+    assert!(report.items_read >= 5, "{report:?}");
+    let t = rollup(&state, &c.customer_id, Period::hour(HourKey::of(h0)))
+        .await
+        .expect("the good items are rolled up");
+    assert_eq!((t.jobs, t.bytes_in), (5, 500));
+}
+
+/// Items written while the table was spread over 32 shards are all counted after the shard count
+/// is lowered to 4 (and with the stack's own count).
+#[tokio::test]
+async fn lowering_the_shard_count_loses_nothing() {
+    let h0 = quiet_hour();
+    let clock = Clock::fixed(h0 + Duration::minutes(30));
+    let wide = state_with(|_, s| s.usage_shards = 32)
+        .await
+        .with_clock(clock.clone());
+    let (c, _) = customer(&wide, None).await;
+    for i in 0..64u64 {
+        let r = raw(
+            &c.customer_id,
+            h0 + Duration::seconds(i as i64 * 7),
+            10 + i,
+            Outcome::Done,
+        );
+        wide.app.stores.usage_log.put(&r).await.unwrap();
+    }
+    let expected_bytes: u64 = (0..64u64).map(|i| 10 + i).sum();
+    for shards in [4, 16] {
+        let narrow = state_with(|_, s| s.usage_shards = shards)
+            .await
+            .with_clock(clock.clone());
+        narrow.app.aggregate().await.unwrap();
+        let t = rollup(&narrow, &c.customer_id, Period::hour(HourKey::of(h0)))
+            .await
+            .unwrap_or_default();
+        assert_eq!(
+            (t.jobs, t.bytes_in),
+            (64, expected_bytes),
+            "aggregated with {shards} shards"
+        );
+    }
+}

@@ -468,7 +468,10 @@ async fn archived_records(state: &State, customer: &str) -> Vec<UsageRecord> {
         flate2::read::GzDecoder::new(&body[..])
             .read_to_string(&mut text)
             .unwrap();
-        out.extend(text.lines().map(|l| serde_json::from_str::<UsageRecord>(l).unwrap()));
+        out.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<UsageRecord>(l).unwrap()),
+        );
     }
     out
 }
@@ -514,7 +517,9 @@ async fn a_job_that_ends_hours_after_its_hour_closed_is_counted_in_rollups_quota
     ];
     let mut counted = 0;
     for m in months.iter().collect::<std::collections::BTreeSet<_>>() {
-        counted += rollup(&state, &c.customer_id, *m).await.map_or(0, |t| t.jobs);
+        counted += rollup(&state, &c.customer_id, *m)
+            .await
+            .map_or(0, |t| t.jobs);
     }
     assert_eq!(counted, 1, "the month rollup counts the late job");
 
@@ -550,13 +555,23 @@ async fn an_unparsable_raw_item_does_not_stop_a_run() {
     let state = clocked(&clock).await;
     let (c, _) = customer(&state, None).await;
     for i in 0..5 {
-        let r = raw(&c.customer_id, h0 + Duration::minutes(i), 100, Outcome::Done);
+        let r = raw(
+            &c.customer_id,
+            h0 + Duration::minutes(i),
+            100,
+            Outcome::Done,
+        );
         state.app.stores.usage_log.put(&r).await.unwrap();
     }
     let mut bad = state
         .adapters
         .usage
-        .item(&raw(&c.customer_id, h0 + Duration::minutes(7), 1, Outcome::Done))
+        .item(&raw(
+            &c.customer_id,
+            h0 + Duration::minutes(7),
+            1,
+            Outcome::Done,
+        ))
         .unwrap();
     bad.insert(
         "bytes_in".into(),

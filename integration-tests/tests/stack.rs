@@ -24,6 +24,7 @@ use resizer_integration_tests::{Error, Result, TestEnv, unique};
 fn function_env() -> Vec<(&'static str, Option<&'static str>)> {
     resources::ALL
         .iter()
+        .filter(|r| r.everywhere)
         .filter_map(|r| Some((r.env?, Some(r.output))))
         .chain(SETTINGS_ENV.iter().map(|e| (*e, None)))
         .chain([("RUST_LOG", None)])
@@ -285,6 +286,7 @@ async fn functions_have_the_template_configuration() -> Result<()> {
         "ApiFunctionName",
         "ResizeFunctionName",
         "AggregateFunctionName",
+        "AggregateSliceFunctionName",
     ] {
         let name = env.stack.output(output)?;
         let config = env

@@ -1,9 +1,11 @@
 //! API-key authentication with a bounded warm-container cache.
 //!
-//! A verified key record (with its customer and, for customers with a quota, the month's job
-//! count) is trusted for at most [`crate::Settings::auth_cache_ttl`]. So a revoked key or a disabled
-//! customer stops working within that bound, and a quota is enforced against a count at most that
-//! old (plus the aggregation period). The secret is checked on every request, in constant time.
+//! A verified key record (with its customer and, for customers with a quota, the month's count of
+//! accepted jobs) is trusted for at most [`crate::Settings::auth_cache_ttl`]. So a revoked key or a
+//! disabled customer stops working within that bound. The cached count only turns away a customer
+//! already known to be over quota early: every accepted job is counted against the quota by a
+//! conditional write when it is submitted (`App::submit`), which no cache can overrun. The secret
+//! is checked on every request, in constant time.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,7 +27,8 @@ pub struct Principal {
     pub customer_id: String,
     pub key_id: String,
     pub monthly_job_quota: Option<u64>,
-    /// Jobs counted in the current month's rollup (0 when the customer has no quota).
+    /// Jobs accepted this month, by the quota counter when the key was read (0 when the customer
+    /// has no quota).
     pub month_jobs: u64,
 }
 
@@ -140,9 +143,9 @@ impl AuthCache {
         let customer = accounts.get_customer(&key.customer_id).await?;
         let month_jobs = match customer.as_ref().and_then(|c| c.monthly_job_quota) {
             Some(_) => rollups
-                .get(&key.customer_id, month)
+                .quota_count(&key.customer_id, month)
                 .await?
-                .map_or(0, |t| t.jobs),
+                .unwrap_or(0),
             None => 0,
         };
         Ok(Entry {

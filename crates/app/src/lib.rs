@@ -4,7 +4,8 @@
 //!   [`App::usage`]: what the api function serves; [`App::authenticate`] in front of them.
 //! - [`App::process`] and [`App::finish_dead_letter`]: what the resize function does with a job
 //!   message, from the jobs queue and from its dead-letter queue.
-//! - [`App::aggregate`]: the scheduled usage aggregation.
+//! - [`App::aggregate`] (the schedule: closes due hours), [`App::close_hour`] and
+//!   [`App::aggregate_slice`] (one slice of an hour): the usage aggregation.
 //!
 //! The use cases own the job's lifecycle; the functions only translate events into calls and
 //! outcomes into responses. Storage sits behind [`ports`]: the AWS adapters in production and
@@ -18,6 +19,7 @@ pub mod memory;
 pub mod metrics;
 pub mod ports;
 mod process;
+mod quota;
 mod settings;
 mod submit;
 
@@ -25,7 +27,10 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-pub use aggregate::{ARCHIVE_LOOKBACK_HOURS, Report, gzip};
+pub use aggregate::{
+    HourReport, INITIAL_LOOKBACK_HOURS, LocalSlices, MAX_HOURS_PER_RUN, PART_BYTES, Report,
+    SliceDeps, gzip,
+};
 pub use auth::{AuthCache, Principal};
 pub use clock::Clock;
 pub use error::{AppError, StoreError};
@@ -34,7 +39,7 @@ pub use process::Disposition;
 pub use settings::{ConfigError, SETTINGS_ENV, Settings, number, required};
 pub use submit::{Input, MAX_WAIT_SECONDS, Submission, Upload};
 
-use ports::{Accounts, JobQueue, JobStore, ObjectStore, Rollups, UsageLog};
+use ports::{Accounts, JobQueue, JobStore, ObjectStore, Rollups, SliceRunner, UsageLog};
 
 /// The service: its settings, its storage ports and its warm caches. Built once at cold start
 /// and lent to every invocation.
@@ -55,12 +60,14 @@ pub struct Stores {
     pub staging: Arc<dyn ObjectStore>,
     /// Result images.
     pub results: Arc<dyn ObjectStore>,
-    /// The long-term usage record (gzip JSON Lines per customer and hour).
+    /// The long-term usage record (gzip JSON Lines per customer and hour, its own bucket).
     pub archive: Arc<dyn ObjectStore>,
     pub queue: Arc<dyn JobQueue>,
     pub accounts: Arc<dyn Accounts>,
     pub usage_log: Arc<dyn UsageLog>,
     pub rollups: Arc<dyn Rollups>,
+    /// Where an hour's slices run: the aggregate-slice function, or this process.
+    pub slices: Arc<dyn SliceRunner>,
 }
 
 impl App {

@@ -9,18 +9,20 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use resizer_core::job::{Job, JobId, JobMessage, JobStatus};
 use resizer_core::key::{ApiKey, Customer, CustomerStatus, KeyRecord, KeyStatus};
-use resizer_core::usage::{HourKey, Period, Totals, UsageRecord};
+use resizer_core::usage::{HourKey, Period, SkRange, Totals, UsageRecord, shard_for};
 use time::OffsetDateTime;
 
+use crate::aggregate::{LocalSlices, SliceDeps};
 use crate::ports::{
-    Accounts, ArchiveMarker, Claim, Finish, JobQueue, JobStore, ObjectHead, ObjectStore, Presigned,
-    Rollups, UsageLog,
+    Accounts, Claim, ClosedHour, Finish, JobQueue, JobStore, ObjectHead, ObjectStore, Presigned,
+    RawUsage, Rollups, SliceReport, SliceRunner, SliceTask, UsageLog, UsagePage,
 };
 use crate::{App, Settings, StoreError, Stores};
 
@@ -110,6 +112,7 @@ pub struct Memory {
     pub accounts: Arc<MemoryAccounts>,
     pub usage_log: Arc<MemoryUsageLog>,
     pub rollups: Arc<MemoryRollups>,
+    pub slices: Arc<MemorySlices>,
 }
 
 impl Default for Memory {
@@ -124,6 +127,8 @@ impl Memory {
         let usage_log = Arc::new(MemoryUsageLog {
             faults: faults.clone(),
             records: Mutex::default(),
+            shards: AtomicU32::new(resizer_core::usage::DEFAULT_SHARDS),
+            page_limit: AtomicUsize::new(1000),
         });
         let objects = |name: &'static str| {
             Arc::new(MemoryObjects {
@@ -132,6 +137,24 @@ impl Memory {
                 objects: Mutex::default(),
             })
         };
+        let archive = objects("archive");
+        let rollups = Arc::new(MemoryRollups {
+            faults: faults.clone(),
+            rollups: Mutex::default(),
+            counters: Mutex::default(),
+            watermark: Mutex::default(),
+            closed: Mutex::default(),
+        });
+        let slices = Arc::new(MemorySlices {
+            faults: faults.clone(),
+            inline: AtomicBool::new(true),
+            tasks: Mutex::default(),
+            local: LocalSlices::new(SliceDeps {
+                usage_log: usage_log.clone(),
+                rollups: rollups.clone(),
+                archive: archive.clone(),
+            }),
+        });
         Self {
             jobs: Arc::new(MemoryJobs {
                 faults: faults.clone(),
@@ -140,7 +163,7 @@ impl Memory {
             }),
             staging: objects("staging"),
             results: objects("results"),
-            archive: objects("archive"),
+            archive,
             queue: Arc::new(MemoryQueue {
                 faults: faults.clone(),
                 sent: Mutex::default(),
@@ -151,11 +174,8 @@ impl Memory {
                 customers: Mutex::default(),
             }),
             usage_log,
-            rollups: Arc::new(MemoryRollups {
-                faults: faults.clone(),
-                rollups: Mutex::default(),
-                markers: Mutex::default(),
-            }),
+            rollups,
+            slices,
             faults,
         }
     }
@@ -170,6 +190,7 @@ impl Memory {
             accounts: self.accounts.clone(),
             usage_log: self.usage_log.clone(),
             rollups: self.rollups.clone(),
+            slices: self.slices.clone(),
         }
     }
 
@@ -524,20 +545,54 @@ impl Accounts for MemoryAccounts {
 
 // ---- usage ---------------------------------------------------------------------------------------
 
+/// A raw item as the memory table holds it: a record, or something that does not read as one.
+#[derive(Debug, Clone)]
+enum Stored {
+    Record(UsageRecord),
+    Unreadable(String),
+}
+
 #[derive(Debug)]
 pub struct MemoryUsageLog {
     faults: Arc<Faults>,
-    /// (hour, sort key) → record: a repeat overwrites its own record, as in the table.
-    records: Mutex<BTreeMap<(HourKey, String), UsageRecord>>,
+    /// (hour, shard, sort key) → item: a repeat overwrites its own item, as in the table.
+    records: Mutex<BTreeMap<(HourKey, u32, String), Stored>>,
+    /// Shards a write spreads over (the writers' `USAGE_SHARDS`).
+    shards: AtomicU32,
+    /// Items per page.
+    page_limit: AtomicUsize,
 }
 
 impl MemoryUsageLog {
+    /// Every readable record.
     pub fn all(&self) -> Vec<UsageRecord> {
-        lock(&self.records).values().cloned().collect()
+        lock(&self.records)
+            .values()
+            .filter_map(|s| match s {
+                Stored::Record(r) => Some(r.clone()),
+                Stored::Unreadable(_) => None,
+            })
+            .collect()
+    }
+
+    /// The number of shards later writes spread over.
+    pub fn set_shards(&self, n: u32) {
+        self.shards.store(n.max(1), Ordering::SeqCst);
+    }
+
+    /// Items per page, so that tests can prove every page is followed.
+    pub fn set_page_limit(&self, n: usize) {
+        self.page_limit.store(n.max(1), Ordering::SeqCst);
+    }
+
+    /// An item that does not read as a usage record (as a corrupt or foreign item in the table).
+    pub fn insert_unreadable(&self, hour: HourKey, shard: u32, sk: &str, why: &str) {
+        lock(&self.records).insert((hour, shard, sk.to_owned()), Stored::Unreadable(why.into()));
     }
 
     fn insert(&self, r: &UsageRecord) {
-        lock(&self.records).insert((r.hour(), r.sk()), r.clone());
+        let shard = shard_for(&r.job_id, self.shards.load(Ordering::SeqCst));
+        lock(&self.records).insert((r.hour(), shard, r.sk()), Stored::Record(r.clone()));
     }
 }
 
@@ -549,12 +604,84 @@ impl UsageLog for MemoryUsageLog {
         Ok(())
     }
 
-    async fn records_of_hour(&self, hour: HourKey) -> Result<Vec<UsageRecord>, StoreError> {
-        self.faults.check("usage.records_of_hour")?;
-        Ok(lock(&self.records)
-            .range((hour, String::new())..(hour.next(), String::new()))
-            .map(|(_, r)| r.clone())
-            .collect())
+    async fn page(
+        &self,
+        hour: HourKey,
+        shard: u32,
+        range: &SkRange,
+        after: Option<&str>,
+    ) -> Result<UsagePage, StoreError> {
+        self.faults.check("usage.page")?;
+        let limit = self.page_limit.load(Ordering::SeqCst);
+        let records = lock(&self.records);
+        let mut items: Vec<RawUsage> = records
+            .range((hour, shard, String::new())..)
+            .take_while(|((h, s, _), _)| *h == hour && *s == shard)
+            .filter(|((_, _, sk), _)| range.contains(sk) && after.is_none_or(|a| sk.as_str() > a))
+            .take(limit + 1)
+            .map(|((_, _, sk), item)| RawUsage {
+                sk: sk.clone(),
+                record: match item {
+                    Stored::Record(r) => Ok(r.clone()),
+                    Stored::Unreadable(why) => Err(why.clone()),
+                },
+            })
+            .collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|i| i.sk.clone())
+        } else {
+            None
+        };
+        Ok(UsagePage {
+            items,
+            next,
+            read_units: 0.0,
+        })
+    }
+}
+
+/// Runs slices in this process, journalled as `slices.run`; or only records them
+/// ([`MemorySlices::record_only`]), so that a test of the scheduled run sees its own calls alone.
+pub struct MemorySlices {
+    faults: Arc<Faults>,
+    inline: AtomicBool,
+    tasks: Mutex<Vec<SliceTask>>,
+    local: LocalSlices,
+}
+
+impl MemorySlices {
+    /// From now on, record the tasks and answer an empty report without running them.
+    pub fn record_only(&self) {
+        self.inline.store(false, Ordering::SeqCst);
+    }
+
+    /// Every task run or recorded, in order.
+    pub fn tasks(&self) -> Vec<SliceTask> {
+        lock(&self.tasks).clone()
+    }
+}
+
+impl std::fmt::Debug for MemorySlices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySlices").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl SliceRunner for MemorySlices {
+    async fn run(&self, task: &SliceTask) -> Result<SliceReport, StoreError> {
+        self.faults.check("slices.run")?;
+        lock(&self.tasks).push(*task);
+        if self.inline.load(Ordering::SeqCst) {
+            self.local.run(task).await
+        } else {
+            Ok(SliceReport {
+                hour: task.hour.to_string(),
+                slice: task.slice,
+                ..SliceReport::default()
+            })
+        }
     }
 }
 
@@ -563,7 +690,28 @@ pub struct MemoryRollups {
     faults: Arc<Faults>,
     /// (customer, sort key) → totals; sort keys order like the table's.
     rollups: Mutex<BTreeMap<(String, String), Totals>>,
-    markers: Mutex<BTreeMap<HourKey, ArchiveMarker>>,
+    /// (customer, month) → jobs accepted.
+    counters: Mutex<BTreeMap<(String, Period), u64>>,
+    watermark: Mutex<Option<HourKey>>,
+    closed: Mutex<BTreeMap<HourKey, ClosedHour>>,
+}
+
+impl MemoryRollups {
+    fn children(&self, customer_id: &str, parent: Period) -> Vec<(Period, Totals)> {
+        let Some(prefix) = parent.children_prefix() else {
+            return Vec::new();
+        };
+        lock(&self.rollups)
+            .iter()
+            .filter(|((c, k), _)| c == customer_id && k.starts_with(&prefix))
+            .filter_map(|((_, k), t)| Some((Period::parse(k)?, *t)))
+            .collect()
+    }
+
+    /// Sets the watermark as it is (tests set up states with it).
+    pub fn set_watermark(&self, hour: Option<HourKey>) {
+        *lock(&self.watermark) = hour;
+    }
 }
 
 #[async_trait]
@@ -607,26 +755,100 @@ impl Rollups for MemoryRollups {
         parent: Period,
     ) -> Result<Vec<(Period, Totals)>, StoreError> {
         self.faults.check("rollups.within")?;
-        let Some(prefix) = parent.children_prefix() else {
-            return Ok(Vec::new());
-        };
-        Ok(lock(&self.rollups)
-            .iter()
-            .filter(|((c, k), _)| c == customer_id && k.starts_with(&prefix))
-            .filter_map(|((_, k), t)| Some((Period::parse(k)?, *t)))
-            .collect())
+        Ok(self.children(customer_id, parent))
     }
 
-    async fn archive_marker(&self, hour: HourKey) -> Result<Option<ArchiveMarker>, StoreError> {
-        self.faults.check("rollups.archive_marker")?;
-        Ok(lock(&self.markers).get(&hour).cloned())
+    async fn sum_children(
+        &self,
+        customer_id: &str,
+        parent: Period,
+        _now: OffsetDateTime,
+    ) -> Result<Totals, StoreError> {
+        self.faults.check("rollups.sum_children")?;
+        // One lock over the read and the write: atomic, as the adapter's conditional write is.
+        let mut rollups = lock(&self.rollups);
+        let prefix = parent.children_prefix().unwrap_or_default();
+        let mut sum = Totals::default();
+        for ((c, k), t) in rollups.iter() {
+            if c == customer_id && !prefix.is_empty() && k.starts_with(&prefix) {
+                sum.merge(t);
+            }
+        }
+        rollups.insert((customer_id.to_owned(), parent.to_string()), sum);
+        Ok(sum)
     }
 
-    async fn put_archive_marker(&self, marker: &ArchiveMarker) -> Result<(), StoreError> {
-        self.faults.check("rollups.put_archive_marker")?;
-        let hour = HourKey::parse(&marker.hour)
-            .ok_or_else(|| StoreError::other("rollups.put_archive_marker", "bad hour"))?;
-        lock(&self.markers).insert(hour, marker.clone());
+    async fn quota_count(
+        &self,
+        customer_id: &str,
+        month: Period,
+    ) -> Result<Option<u64>, StoreError> {
+        self.faults.check("rollups.quota_count")?;
+        Ok(lock(&self.counters)
+            .get(&(customer_id.to_owned(), month))
+            .copied())
+    }
+
+    async fn reserve_job(
+        &self,
+        customer_id: &str,
+        month: Period,
+        quota: u64,
+        _now: OffsetDateTime,
+    ) -> Result<Option<u64>, StoreError> {
+        self.faults.check("rollups.reserve_job")?;
+        let mut counters = lock(&self.counters);
+        let n = counters.entry((customer_id.to_owned(), month)).or_default();
+        if *n >= quota {
+            return Ok(None);
+        }
+        *n += 1;
+        Ok(Some(*n))
+    }
+
+    async fn release_job(
+        &self,
+        customer_id: &str,
+        month: Period,
+        _now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.faults.check("rollups.release_job")?;
+        if let Some(n) = lock(&self.counters).get_mut(&(customer_id.to_owned(), month)) {
+            *n = n.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    async fn watermark(&self) -> Result<Option<HourKey>, StoreError> {
+        self.faults.check("rollups.watermark")?;
+        Ok(*lock(&self.watermark))
+    }
+
+    async fn move_watermark(
+        &self,
+        from: Option<HourKey>,
+        to: HourKey,
+        _now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.faults.check("rollups.move_watermark")?;
+        let mut w = lock(&self.watermark);
+        if *w != from {
+            return Ok(false);
+        }
+        *w = Some(to);
+        Ok(true)
+    }
+
+    async fn closed_hour(&self, hour: HourKey) -> Result<Option<ClosedHour>, StoreError> {
+        self.faults.check("rollups.closed_hour")?;
+        Ok(lock(&self.closed).get(&hour).cloned())
+    }
+
+    async fn put_closed_hour(&self, closed: &ClosedHour) -> Result<(), StoreError> {
+        self.faults.check("rollups.put_closed_hour")?;
+        let hour = HourKey::parse(&closed.hour)
+            .ok_or_else(|| StoreError::other("rollups.put_closed_hour", "bad hour"))?;
+        lock(&self.closed).insert(hour, closed.clone());
         Ok(())
     }
 }

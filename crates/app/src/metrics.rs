@@ -11,6 +11,7 @@ pub const NAMESPACE: &str = "Resizer";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
     Count,
+    Seconds,
     Milliseconds,
     Bytes,
 }
@@ -19,6 +20,7 @@ impl Unit {
     fn as_str(self) -> &'static str {
         match self {
             Unit::Count => "Count",
+            Unit::Seconds => "Seconds",
             Unit::Milliseconds => "Milliseconds",
             Unit::Bytes => "Bytes",
         }

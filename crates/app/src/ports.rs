@@ -13,7 +13,7 @@ use resizer_core::image::{ImageError, ImageInfo, Limits};
 use resizer_core::job::{Job, JobId, JobMessage};
 use resizer_core::key::{Customer, CustomerStatus, KeyRecord};
 use resizer_core::transform::{Format, TransformSpec};
-use resizer_core::usage::{HourKey, Period, Totals, UsageRecord};
+use resizer_core::usage::{HourKey, MAX_USAGE_SHARDS, Period, SkRange, Totals, UsageRecord};
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
@@ -115,27 +115,76 @@ pub trait Accounts: Send + Sync {
     async fn set_customer_quota(&self, id: &str, quota: Option<u64>) -> Result<(), StoreError>;
 }
 
-/// The raw usage table: one item per job outcome.
+/// One raw usage item as read: its sort key, and its record or why it could not be read (a
+/// malformed item is the aggregator's to log, count and skip, never a failed read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawUsage {
+    pub sk: String,
+    pub record: Result<UsageRecord, String>,
+}
+
+/// One page of one partition of raw usage, in sort-key order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsagePage {
+    pub items: Vec<RawUsage>,
+    /// Where the next page starts (after this sort key); `None` when this was the last.
+    pub next: Option<String>,
+    /// The read capacity the page consumed, as DynamoDB reports it (0 where nothing is billed).
+    pub read_units: f64,
+}
+
+/// The raw usage table: one item per job outcome, under the hour it was recorded in and one of
+/// the shards of that hour.
 #[async_trait]
 pub trait UsageLog: Send + Sync {
     /// Writes a record on its own (the normal path writes it with the job's outcome, through
     /// [`JobStore::finish`]).
     async fn put(&self, record: &UsageRecord) -> Result<(), StoreError>;
-    /// Every raw record of one hour.
-    async fn records_of_hour(&self, hour: HourKey) -> Result<Vec<UsageRecord>, StoreError>;
+    /// One page of shard `shard` of `hour`, the sort keys in `range` after `after`. Eventually
+    /// consistent (half the read cost): an hour is read once it has stopped changing.
+    async fn page(
+        &self,
+        hour: HourKey,
+        shard: u32,
+        range: &SkRange,
+        after: Option<&str>,
+    ) -> Result<UsagePage, StoreError>;
+    /// Every readable record of an hour, from every shard a writer may use. For tools and tests:
+    /// it holds the hour in memory, which the aggregator never does.
+    async fn records_of_hour(&self, hour: HourKey) -> Result<Vec<UsageRecord>, StoreError> {
+        let mut out = Vec::new();
+        for shard in 0..MAX_USAGE_SHARDS {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .page(hour, shard, &SkRange::all(), after.as_deref())
+                    .await?;
+                out.extend(page.items.into_iter().filter_map(|i| i.record.ok()));
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
-/// A customer's archive bookkeeping for one hour.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ArchiveMarker {
+/// An hour the aggregator has closed: rolled up and archived, with what it found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClosedHour {
     pub hour: String,
+    pub slices: u32,
+    pub items: u64,
+    pub skipped: u64,
     pub customers: u64,
-    pub records: u64,
+    pub archive_objects: u64,
     #[serde(with = "time::serde::rfc3339")]
-    pub archived_at: OffsetDateTime,
+    pub closed_at: OffsetDateTime,
 }
 
-/// The usage-rollups table: per customer and [`Period`], plus the archive markers.
+/// The usage-rollups table: per customer and [`Period`]; the quota counters; and the
+/// aggregator's own bookkeeping (the oldest hour not yet closed, and the hours closed).
 #[async_trait]
 pub trait Rollups: Send + Sync {
     /// Overwrites one rollup (rollups are recomputed, never incremented).
@@ -155,14 +204,91 @@ pub trait Rollups: Send + Sync {
         to: Period,
     ) -> Result<Vec<(Period, Totals)>, StoreError>;
     /// A customer's rollups of the next finer granularity inside `parent` (the hours of a day,
-    /// the days of a month), in order.
+    /// the days of a month), in order. Strongly consistent.
     async fn within(
         &self,
         customer_id: &str,
         parent: Period,
     ) -> Result<Vec<(Period, Totals)>, StoreError>;
-    async fn archive_marker(&self, hour: HourKey) -> Result<Option<ArchiveMarker>, StoreError>;
-    async fn put_archive_marker(&self, marker: &ArchiveMarker) -> Result<(), StoreError>;
+    /// Overwrites a day or month rollup with the sum of the rollups inside it, as one atomic step
+    /// against other recomputations of it: whichever order two of them run in (two hours closed
+    /// at once), the rollup ends with every child either saw. Returns the sum.
+    async fn sum_children(
+        &self,
+        customer_id: &str,
+        parent: Period,
+        now: OffsetDateTime,
+    ) -> Result<Totals, StoreError>;
+
+    /// Jobs accepted this month for a customer with a quota (`None`: no counter yet).
+    async fn quota_count(
+        &self,
+        customer_id: &str,
+        month: Period,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Counts one more accepted job, if that keeps the count within `quota`: one conditional
+    /// write, so concurrent submissions can never take the count past the quota. Returns the new
+    /// count, or `None` when the quota is used up.
+    async fn reserve_job(
+        &self,
+        customer_id: &str,
+        month: Period,
+        quota: u64,
+        now: OffsetDateTime,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Gives back a reservation whose job was not created.
+    async fn release_job(
+        &self,
+        customer_id: &str,
+        month: Period,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// The oldest hour not yet closed (`None` before the first run).
+    async fn watermark(&self) -> Result<Option<HourKey>, StoreError>;
+    /// Moves the watermark from `from` (`None`: not set yet) to `to`, only if it is still at
+    /// `from`. Returns whether it moved.
+    async fn move_watermark(
+        &self,
+        from: Option<HourKey>,
+        to: HourKey,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    async fn closed_hour(&self, hour: HourKey) -> Result<Option<ClosedHour>, StoreError>;
+    async fn put_closed_hour(&self, closed: &ClosedHour) -> Result<(), StoreError>;
+}
+
+/// One slice of one hour's aggregation: what a slice worker is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SliceTask {
+    pub hour: HourKey,
+    pub slice: u32,
+    pub slices: u32,
+}
+
+/// What a slice worker did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SliceReport {
+    pub hour: String,
+    pub slice: u32,
+    pub items_read: u64,
+    /// Items that could not be read as a usage record: logged, counted and skipped.
+    pub items_skipped: u64,
+    pub customers: u64,
+    pub rollups_written: u64,
+    pub archive_objects: u64,
+    pub archive_bytes: u64,
+    /// Read capacity consumed by the raw reads (eventually consistent), as reported.
+    pub read_units: f64,
+    pub queries: u64,
+    pub duration_ms: u64,
+}
+
+/// Runs slice workers: the aggregate-slice function in AWS (one invocation per slice), in
+/// process in tests and tools.
+#[async_trait]
+pub trait SliceRunner: Send + Sync {
+    async fn run(&self, task: &SliceTask) -> Result<SliceReport, StoreError>;
 }
 
 /// An encoded output image.

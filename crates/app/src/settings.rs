@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use resizer_core::image::Limits;
+use resizer_core::usage::{DEFAULT_SHARDS, MAX_SLICES, MAX_USAGE_SHARDS};
 
 /// Everything the use cases need to know besides where the resources are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,15 +23,19 @@ pub struct Settings {
     pub result_url_ttl: Duration,
     /// Lifetime of a presigned upload URL.
     pub upload_url_ttl: Duration,
-    /// Partitions one hour of raw usage is spread over.
+    /// Partitions one hour of raw usage is spread over (by the writers; the aggregator reads
+    /// every partition a writer may use).
     pub usage_shards: u32,
-    /// Hours before the current one that the aggregator recomputes (late arrivals).
-    pub usage_late_window_hours: u32,
+    /// Slices an hour's aggregation is cut into: one slice worker each, at once.
+    pub usage_slices: u32,
+    /// How long after its end an hour is closed: longer than a job's finish can take to commit
+    /// (the resize function's timeout), so that nothing is recorded into a closed hour.
+    pub usage_grace: Duration,
 }
 
 /// Every environment variable [`Settings::from_lookup`] reads (a test holds it to that), so that
 /// the template test can check each function gets them all.
-pub const SETTINGS_ENV: [&str; 11] = [
+pub const SETTINGS_ENV: [&str; 12] = [
     "STAGE",
     "MAX_INLINE_BYTES",
     "MAX_UPLOAD_BYTES",
@@ -41,7 +46,8 @@ pub const SETTINGS_ENV: [&str; 11] = [
     "RESULT_URL_TTL_SECONDS",
     "UPLOAD_URL_TTL_SECONDS",
     "USAGE_SHARDS",
-    "USAGE_LATE_WINDOW_HOURS",
+    "USAGE_SLICES",
+    "USAGE_GRACE_SECONDS",
 ];
 
 impl Default for Settings {
@@ -160,8 +166,15 @@ impl Settings {
                 1,
                 3600,
             )?),
-            usage_shards: number(get, "USAGE_SHARDS", 16, 1, 1000)? as u32,
-            usage_late_window_hours: number(get, "USAGE_LATE_WINDOW_HOURS", 3, 0, 48)? as u32,
+            usage_shards: number(
+                get,
+                "USAGE_SHARDS",
+                u64::from(DEFAULT_SHARDS),
+                1,
+                u64::from(MAX_USAGE_SHARDS),
+            )? as u32,
+            usage_slices: number(get, "USAGE_SLICES", 16, 1, u64::from(MAX_SLICES))? as u32,
+            usage_grace: Duration::from_secs(number(get, "USAGE_GRACE_SECONDS", 300, 0, 3600)?),
         })
     }
 }
@@ -183,7 +196,8 @@ mod tests {
         assert_eq!(c.max_upload_bytes, 26_214_400);
         assert_eq!(c.auth_cache_ttl, Duration::from_secs(60));
         assert_eq!(c.result_url_ttl, Duration::from_secs(900));
-        assert_eq!((c.usage_shards, c.usage_late_window_hours), (16, 3));
+        assert_eq!((c.usage_shards, c.usage_slices), (16, 16));
+        assert_eq!(c.usage_grace, Duration::from_secs(300));
         assert_eq!(c, Settings::default());
     }
 
@@ -203,7 +217,7 @@ mod tests {
             load(&m)
                 .unwrap_err()
                 .to_string()
-                .contains("must be 1..=1000")
+                .contains("must be 1..=128")
         );
         let mut m = HashMap::new();
         m.insert("MAX_INLINE_BYTES", "6000000".into());

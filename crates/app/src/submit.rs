@@ -91,9 +91,10 @@ pub struct Upload {
 
 impl App {
     /// Creates a job: checks the quota, stages the image (probing its header and, when inline,
-    /// its completeness), writes the job `queued` and enqueues it. When the enqueue fails, the
-    /// job and its staged body are removed again, so that nothing lingers for a job the caller
-    /// was told failed.
+    /// its completeness), counts the job against the quota (a conditional write), writes the job
+    /// `queued` and enqueues it. When the enqueue fails, the job and its staged body are removed
+    /// again and the quota given back, so that nothing lingers for a job the caller was told
+    /// failed.
     pub async fn submit(&self, principal: &Principal, sub: Submission) -> Result<Job, AppError> {
         if principal.over_quota() {
             return Err(principal.quota_exceeded());
@@ -102,7 +103,17 @@ impl App {
             Input::Inline(body) => self.stage_inline(principal, sub.spec, body).await?,
             Input::Upload(id) => self.stage_upload(principal, sub.spec, &id).await?,
         };
-        self.stores.jobs.put_new(&job).await?;
+        let reservation = match self.reserve_quota(principal).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.discard_staged(&job).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.stores.jobs.put_new(&job).await {
+            self.release_quota(principal, reservation).await;
+            return Err(e.into());
+        }
         let msg = JobMessage {
             job_id: job.job_id.clone(),
             customer_id: job.customer_id.clone(),
@@ -122,9 +133,23 @@ impl App {
             {
                 tracing::warn!(job_id = %job.job_id, error = %d, "could not remove an unqueued job's staged body; the lifecycle rule will");
             }
+            self.release_quota(principal, reservation).await;
             return Err(e.into());
         }
         Ok(job)
+    }
+
+    /// Removes the inline body of a job refused by its quota (uploads stay for reuse).
+    async fn discard_staged(&self, job: &Job) {
+        if job.staging_key.is_inline()
+            && let Err(d) = self
+                .stores
+                .staging
+                .delete(&job.staging_key.to_string())
+                .await
+        {
+            tracing::warn!(job_id = %job.job_id, error = %d, "could not remove an unqueued job's staged body; the lifecycle rule will");
+        }
     }
 
     async fn stage_inline(

@@ -14,8 +14,8 @@
 //!   with [`Function::grants`], both ways: a missing grant and an unused one both fail.
 //!
 //! Resources are the template's logical ids; a bucket's objects are named with their key pattern,
-//! because the code writes disjoint prefixes (staging `inline/` and `uploads/`, results `results/`
-//! and `usage-archive/`) and each function needs only some of them.
+//! because the code writes disjoint prefixes (staging `inline/` and `uploads/`, results
+//! `results/`, the usage archive `usage/`) and each function needs only some of them.
 //!
 //! Out of scope: what SAM adds on its own (the basic execution role for logs, the SQS event source
 //! mappings' poller permissions), and what operators run with their own credentials (`resizer
@@ -75,9 +75,10 @@ pub const STAGING_INLINE: Resource = Resource::objects("StagingBucket", "inline/
 pub const STAGING_UPLOADS: Resource = Resource::objects("StagingBucket", "uploads/*");
 /// Result images (`Job::result_key`).
 pub const RESULT_IMAGES: Resource = Resource::objects("ResultsBucket", "results/*");
-/// The usage archive (`HourKey::archive_key`): the archive port is the results bucket
-/// ([`crate::wire::Adapters::stores`]).
-pub const USAGE_ARCHIVE: Resource = Resource::objects("ResultsBucket", "usage-archive/*");
+/// The usage archive (`HourKey::archive_key`), in a bucket of its own.
+pub const USAGE_ARCHIVE: Resource = Resource::objects("UsageArchiveBucket", "usage/*");
+/// The function the aggregate function runs an hour's slices in.
+pub const AGGREGATE_SLICE_FUNCTION: Resource = Resource::whole("AggregateSliceFunction");
 
 /// One IAM action on one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -266,12 +267,20 @@ pub const OPERATIONS: &[Operation] = &[
         grants: &[g("s3:GetObject", RESULT_IMAGES)],
         note: PRESIGN,
     },
-    // ---- usage archive: the results bucket (s3.rs, wire.rs) ------------------------------------
+    // ---- usage archive: its own bucket (s3.rs, wire.rs) ---------------------------------------
     Operation {
         op: "archive.put",
-        keys: Some("usage-archive/*"),
+        keys: Some("usage/*"),
         grants: &[g("s3:PutObject", USAGE_ARCHIVE)],
-        note: NONE,
+        note: "an overwrite with the same bytes when an hour is closed again; the bucket is \
+               versioned and no function may delete from it",
+    },
+    // ---- the aggregate-slice function (lambda.rs) ----------------------------------------------
+    Operation {
+        op: "slices.run",
+        keys: None,
+        grants: &[g("lambda:InvokeFunction", AGGREGATE_SLICE_FUNCTION)],
+        note: "a synchronous Invoke (RequestResponse) per slice of an hour",
     },
     // ---- jobs queue (sqs.rs) -------------------------------------------------------------------
     Operation {
@@ -344,10 +353,10 @@ pub const OPERATIONS: &[Operation] = &[
         note: "on its own; the normal path writes usage inside jobs.finish",
     },
     Operation {
-        op: "usage.records_of_hour",
+        op: "usage.page",
         keys: None,
         grants: &[g("dynamodb:Query", USAGE_TABLE)],
-        note: "the base table, no index",
+        note: "the base table, no index; ReturnConsumedCapacity needs no action of its own",
     },
     // ---- rollups and archive markers (dynamo/rollups.rs) ---------------------------------------
     Operation {
@@ -375,13 +384,53 @@ pub const OPERATIONS: &[Operation] = &[
         note: NONE,
     },
     Operation {
-        op: "rollups.archive_marker",
+        op: "rollups.sum_children",
+        keys: None,
+        grants: &[
+            g("dynamodb:GetItem", USAGE_ROLLUPS_TABLE),
+            g("dynamodb:Query", USAGE_ROLLUPS_TABLE),
+            g("dynamodb:PutItem", USAGE_ROLLUPS_TABLE),
+        ],
+        note: "read the rollup's version, query its children, a conditional PutItem",
+    },
+    Operation {
+        op: "rollups.quota_count",
         keys: None,
         grants: &[g("dynamodb:GetItem", USAGE_ROLLUPS_TABLE)],
         note: NONE,
     },
     Operation {
-        op: "rollups.put_archive_marker",
+        op: "rollups.reserve_job",
+        keys: None,
+        grants: &[g("dynamodb:UpdateItem", USAGE_ROLLUPS_TABLE)],
+        note: "a conditional UpdateItem (ADD, ReturnValues UPDATED_NEW)",
+    },
+    Operation {
+        op: "rollups.release_job",
+        keys: None,
+        grants: &[g("dynamodb:UpdateItem", USAGE_ROLLUPS_TABLE)],
+        note: NONE,
+    },
+    Operation {
+        op: "rollups.watermark",
+        keys: None,
+        grants: &[g("dynamodb:GetItem", USAGE_ROLLUPS_TABLE)],
+        note: NONE,
+    },
+    Operation {
+        op: "rollups.move_watermark",
+        keys: None,
+        grants: &[g("dynamodb:PutItem", USAGE_ROLLUPS_TABLE)],
+        note: "a conditional PutItem",
+    },
+    Operation {
+        op: "rollups.closed_hour",
+        keys: None,
+        grants: &[g("dynamodb:GetItem", USAGE_ROLLUPS_TABLE)],
+        note: NONE,
+    },
+    Operation {
+        op: "rollups.put_closed_hour",
         keys: None,
         grants: &[g("dynamodb:PutItem", USAGE_ROLLUPS_TABLE)],
         note: NONE,
@@ -414,7 +463,9 @@ pub const API: Function = Function {
     calls: &[
         "accounts.get_key",
         "accounts.get_customer",
-        "rollups.get",
+        "rollups.quota_count",
+        "rollups.reserve_job",
+        "rollups.release_job",
         "staging.put inline/*",
         "staging.head uploads/*",
         "staging.get_prefix uploads/*",
@@ -447,19 +498,31 @@ pub const RESIZE: Function = Function {
 
 pub const AGGREGATE: Function = Function {
     logical_id: "AggregateFunction",
-    use_cases: &["aggregate"],
+    use_cases: &[
+        "aggregate (the schedule: close the due hours)",
+        "close_hour",
+    ],
     calls: &[
-        "usage.records_of_hour",
+        "rollups.watermark",
+        "rollups.move_watermark",
+        "slices.run",
+        "rollups.put_closed_hour",
+    ],
+};
+
+pub const AGGREGATE_SLICE: Function = Function {
+    logical_id: "AggregateSliceFunction",
+    use_cases: &["aggregate_slice"],
+    calls: &[
+        "usage.page",
+        "archive.put usage/*",
         "rollups.put",
-        "rollups.archive_marker",
-        "archive.put usage-archive/*",
-        "rollups.put_archive_marker",
-        "rollups.within",
+        "rollups.sum_children",
     ],
 };
 
 /// Every function of the template.
-pub const FUNCTIONS: &[Function] = &[API, RESIZE, AGGREGATE];
+pub const FUNCTIONS: &[Function] = &[API, RESIZE, AGGREGATE, AGGREGATE_SLICE];
 
 /// The operation named `name` ([`Operation::name`]).
 pub fn operation(name: &str) -> Option<&'static Operation> {

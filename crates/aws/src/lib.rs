@@ -5,6 +5,7 @@
 pub mod dynamo;
 pub mod error;
 pub mod iam;
+pub mod lambda;
 pub mod resources;
 pub mod s3;
 pub mod sdk;

@@ -10,21 +10,39 @@ use resizer_app::{ConfigError, required};
 pub struct Resource {
     pub output: &'static str,
     pub env: Option<&'static str>,
+    /// Whether every function gets the variable (the template's `Globals`), or only the one that
+    /// needs it (a function cannot name itself).
+    pub everywhere: bool,
 }
 
 const fn r(output: &'static str, env: &'static str) -> Resource {
     Resource {
         output,
         env: Some(env),
+        everywhere: true,
+    }
+}
+
+const fn one_function(output: &'static str, env: &'static str) -> Resource {
+    Resource {
+        output,
+        env: Some(env),
+        everywhere: false,
     }
 }
 
 const fn output_only(output: &'static str) -> Resource {
-    Resource { output, env: None }
+    Resource {
+        output,
+        env: None,
+        everywhere: false,
+    }
 }
 
 pub const STAGING_BUCKET: Resource = r("StagingBucketName", "STAGING_BUCKET");
 pub const RESULTS_BUCKET: Resource = r("ResultsBucketName", "RESULTS_BUCKET");
+/// The usage archive: its own bucket, versioned, never deleted from by the functions.
+pub const USAGE_ARCHIVE_BUCKET: Resource = r("UsageArchiveBucketName", "USAGE_ARCHIVE_BUCKET");
 pub const JOBS_QUEUE_URL: Resource = r("JobsQueueUrl", "JOBS_QUEUE_URL");
 pub const JOBS_QUEUE_ARN: Resource = output_only("JobsQueueArn");
 pub const JOBS_DLQ_URL: Resource = output_only("JobsDlqUrl");
@@ -40,6 +58,9 @@ pub const API_FUNCTION_URL: Resource = output_only("ApiFunctionUrl");
 pub const API_FUNCTION: Resource = output_only("ApiFunctionName");
 pub const RESIZE_FUNCTION: Resource = output_only("ResizeFunctionName");
 pub const AGGREGATE_FUNCTION: Resource = output_only("AggregateFunctionName");
+/// The aggregate function invokes it once per slice of an hour.
+pub const AGGREGATE_SLICE_FUNCTION: Resource =
+    one_function("AggregateSliceFunctionName", "AGGREGATE_SLICE_FUNCTION");
 
 /// Every resource every stack outputs, in the template's output order (not the conditional
 /// [`API_FUNCTION_URL`]).
@@ -47,6 +68,7 @@ pub const ALL: &[Resource] = &[
     API_URL,
     STAGING_BUCKET,
     RESULTS_BUCKET,
+    USAGE_ARCHIVE_BUCKET,
     JOBS_QUEUE_URL,
     JOBS_QUEUE_ARN,
     JOBS_DLQ_URL,
@@ -59,6 +81,7 @@ pub const ALL: &[Resource] = &[
     API_FUNCTION,
     RESIZE_FUNCTION,
     AGGREGATE_FUNCTION,
+    AGGREGATE_SLICE_FUNCTION,
 ];
 
 /// The names a function's adapters are bound to.
@@ -66,6 +89,7 @@ pub const ALL: &[Resource] = &[
 pub struct Resources {
     pub staging_bucket: String,
     pub results_bucket: String,
+    pub usage_archive_bucket: String,
     pub jobs_queue_url: String,
     /// The dead-letter queue's ARN: the resize function recognises dead-lettered messages by it.
     pub jobs_dlq_arn: Option<String>,
@@ -74,6 +98,9 @@ pub struct Resources {
     pub customers_table: String,
     pub usage_table: String,
     pub usage_rollups_table: String,
+    /// The aggregate-slice function (only the aggregate function has it; without it, an hour's
+    /// slices run in this process).
+    pub aggregate_slice_function: Option<String>,
 }
 
 impl Resources {
@@ -85,19 +112,23 @@ impl Resources {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = &get;
         let req = |res: Resource| required(get, res.env.expect("a function's resource"));
+        let optional = |res: Resource| {
+            res.env
+                .and_then(get)
+                .filter(|v: &String| !v.trim().is_empty())
+        };
         Ok(Self {
             staging_bucket: req(STAGING_BUCKET)?,
             results_bucket: req(RESULTS_BUCKET)?,
+            usage_archive_bucket: req(USAGE_ARCHIVE_BUCKET)?,
             jobs_queue_url: req(JOBS_QUEUE_URL)?,
-            jobs_dlq_arn: JOBS_DLQ_ARN
-                .env
-                .and_then(get)
-                .filter(|v| !v.trim().is_empty()),
+            jobs_dlq_arn: optional(JOBS_DLQ_ARN),
             jobs_table: req(JOBS_TABLE)?,
             api_keys_table: req(API_KEYS_TABLE)?,
             customers_table: req(CUSTOMERS_TABLE)?,
             usage_table: req(USAGE_TABLE)?,
             usage_rollups_table: req(USAGE_ROLLUPS_TABLE)?,
+            aggregate_slice_function: optional(AGGREGATE_SLICE_FUNCTION),
         })
     }
 }
@@ -120,6 +151,10 @@ mod tests {
         let r = Resources::from_lookup(|k| m.get(k).cloned()).unwrap();
         assert_eq!(r.jobs_table, "value-of-JOBS_TABLE");
         assert_eq!(r.jobs_dlq_arn.as_deref(), Some("value-of-JOBS_DLQ_ARN"));
+        assert_eq!(
+            r.aggregate_slice_function.as_deref(),
+            Some("value-of-AGGREGATE_SLICE_FUNCTION")
+        );
         let mut m = base();
         m.remove("JOBS_TABLE");
         assert_eq!(
@@ -130,12 +165,9 @@ mod tests {
         );
         let mut m = base();
         m.remove("JOBS_DLQ_ARN");
-        assert_eq!(
-            Resources::from_lookup(|k| m.get(k).cloned())
-                .unwrap()
-                .jobs_dlq_arn,
-            None
-        );
+        m.remove("AGGREGATE_SLICE_FUNCTION");
+        let r = Resources::from_lookup(|k| m.get(k).cloned()).unwrap();
+        assert_eq!((r.jobs_dlq_arn, r.aggregate_slice_function), (None, None));
     }
 
     #[test]

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use resizer_app::{App, ConfigError, Metrics, Settings, Stores};
+use resizer_app::ports::SliceRunner;
+use resizer_app::{App, ConfigError, LocalSlices, Metrics, Settings, SliceDeps, Stores};
 
 use crate::dynamo::{AccountsTables, JobsTable, RollupsTable, UsageTable};
+use crate::lambda::LambdaSlices;
 use crate::resources::Resources;
 use crate::s3::S3Bucket;
 use crate::sdk::{load_sdk_config, s3_client};
@@ -17,11 +19,14 @@ use crate::sqs::SqsQueue;
 pub struct Adapters {
     pub staging: S3Bucket,
     pub results: S3Bucket,
+    pub archive: S3Bucket,
     pub queue: SqsQueue,
     pub jobs: JobsTable,
     pub accounts: AccountsTables,
     pub usage: UsageTable,
     pub rollups: RollupsTable,
+    /// The aggregate-slice function, where the resources name it.
+    pub slices: Option<LambdaSlices>,
 }
 
 impl Adapters {
@@ -35,7 +40,8 @@ impl Adapters {
         );
         Self {
             staging: S3Bucket::new(s3.clone(), &resources.staging_bucket),
-            results: S3Bucket::new(s3, &resources.results_bucket),
+            results: S3Bucket::new(s3.clone(), &resources.results_bucket),
+            archive: S3Bucket::new(s3, &resources.usage_archive_bucket),
             queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &resources.jobs_queue_url),
             jobs: JobsTable::new(dynamodb.clone(), &resources.jobs_table, usage.clone()),
             accounts: AccountsTables::new(
@@ -45,21 +51,35 @@ impl Adapters {
             ),
             usage,
             rollups: RollupsTable::new(dynamodb, &resources.usage_rollups_table),
+            slices: resources
+                .aggregate_slice_function
+                .as_ref()
+                .map(|f| LambdaSlices::new(sdk, f)),
         }
     }
 
-    /// The adapters as the application's ports. The usage archive lives in the results bucket
-    /// (under `usage-archive/`).
+    /// The adapters as the application's ports. An hour's slices run in the aggregate-slice
+    /// function where the resources name it, in this process otherwise.
     pub fn stores(&self) -> Stores {
+        let usage_log: Arc<dyn resizer_app::ports::UsageLog> = Arc::new(self.usage.clone());
+        let rollups: Arc<dyn resizer_app::ports::Rollups> = Arc::new(self.rollups.clone());
+        let archive: Arc<dyn resizer_app::ports::ObjectStore> = Arc::new(self.archive.clone());
+        let slices: Arc<dyn SliceRunner> = match &self.slices {
+            Some(l) => Arc::new(l.clone()),
+            None => Arc::new(LocalSlices::new(SliceDeps::of(
+                &usage_log, &rollups, &archive,
+            ))),
+        };
         Stores {
             jobs: Arc::new(self.jobs.clone()),
             staging: Arc::new(self.staging.clone()),
             results: Arc::new(self.results.clone()),
-            archive: Arc::new(self.results.clone()),
+            archive,
             queue: Arc::new(self.queue.clone()),
             accounts: Arc::new(self.accounts.clone()),
-            usage_log: Arc::new(self.usage.clone()),
-            rollups: Arc::new(self.rollups.clone()),
+            usage_log,
+            rollups,
+            slices,
         }
     }
 }

@@ -293,6 +293,7 @@ fn check(template: &Value) -> Vec<String> {
                 Some("dynamodb") => "AWS::DynamoDB::Table",
                 Some("s3") => "AWS::S3::Bucket",
                 Some("sqs") => "AWS::SQS::Queue",
+                Some("lambda") => "AWS::Serverless::Function",
                 other => panic!("{}: no resource type known for {other:?}", g.action),
             };
             assert_eq!(ty, Some(expected), "{}: {g}", f.logical_id);
@@ -464,7 +465,7 @@ fn statements_with_one_or_many_actions_and_resources_are_read_and_the_rest_refus
 
 #[test]
 fn a_missing_grant_an_unused_one_and_a_broader_one_are_named() {
-    let f = iam::AGGREGATE;
+    let f = iam::AGGREGATE_SLICE;
     let mut granted: BTreeMap<Granted, String> = f
         .grants()
         .keys()
@@ -500,15 +501,13 @@ fn a_missing_grant_an_unused_one_and_a_broader_one_are_named() {
     assert_eq!(
         problems,
         [
-            "AggregateFunction lacks dynamodb:Query on UsageTable, needed by \
-             usage.records_of_hour",
-            "AggregateFunction lacks s3:PutObject on ResultsBucket/usage-archive/*, needed by \
-             archive.put usage-archive/* (granted only more broadly, on ResultsBucket/*: narrow \
-             it)",
-            "AggregateFunction grants dynamodb:DeleteItem on UsageTable (statement Extra), which \
-             none of its calls needs",
-            "AggregateFunction grants s3:PutObject on ResultsBucket/* (statement Broad), which \
-             none of its calls needs",
+            "AggregateSliceFunction lacks dynamodb:Query on UsageTable, needed by usage.page",
+            "AggregateSliceFunction lacks s3:PutObject on UsageArchiveBucket/usage/*, needed by \
+             archive.put usage/* (granted only more broadly, on UsageArchiveBucket/*: narrow it)",
+            "AggregateSliceFunction grants dynamodb:DeleteItem on UsageTable (statement Extra), \
+             which none of its calls needs",
+            "AggregateSliceFunction grants s3:PutObject on UsageArchiveBucket/* (statement Broad), \
+             which none of its calls needs",
         ]
     );
 }

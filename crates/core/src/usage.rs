@@ -1,9 +1,12 @@
 //! Usage metering: the raw record every job outcome leaves, its keys, and the rollup maths.
 //!
 //! Raw items live under `H#<yyyy-mm-ddThh>#<shard>` / `<customer_id>#<job_id>`. The hour is the
-//! hour the job was *created*, which never changes, so every retry of a job writes the same item
-//! and nothing is counted twice. Rollups (`H#…`, `D#…`, `M#…` per customer) are sums recomputed
-//! from raw data, so recomputing them is idempotent.
+//! hour the outcome was *recorded* (as cloud providers bill): a job that ends hours after it was
+//! created (a backlog, an outage, a re-driven dead letter) lands in the hour it ended, so an hour
+//! stops changing once its grace period has passed and can be closed (rolled up and archived)
+//! once. A job has one outcome (its finish is conditional), so it has one item. Rollups (`H#…`,
+//! `D#…`, `M#…` per customer) are sums recomputed from raw data, so recomputing them is
+//! idempotent.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +22,16 @@ use crate::transform::Format;
 pub const RAW_TTL: time::Duration = time::Duration::days(35);
 /// Default number of partitions one hour of raw items is spread over.
 pub const DEFAULT_SHARDS: u32 = 16;
+/// The most partitions a writer may spread an hour over (the template's `UsageShards` maximum).
+/// The aggregator reads all of them, whatever the configured count, so that changing the count
+/// (in either direction, in any order of the functions' updates) never hides an item. An empty
+/// partition costs one 0.5-RRU query.
+pub const MAX_USAGE_SHARDS: u32 = 128;
+/// The most slices an hour's aggregation can be cut into (two base-36 characters of the customer
+/// id; see [`SkRange::slice`]).
+pub const MAX_SLICES: u32 = 36 * 36;
+/// Where the usage archive's objects live in their bucket.
+pub const ARCHIVE_PREFIX: &str = "usage/";
 /// Largest ranges `GET /v1/usage` serves, per granularity.
 pub const MAX_HOURS: i64 = 7 * 24;
 pub const MAX_DAYS: i64 = 400;
@@ -50,17 +63,18 @@ pub struct UsageRecord {
     pub format_in: Option<Format>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format_out: Option<Format>,
-    /// When the job was created: decides the hour (and so the item's key).
+    /// When the job was created.
     #[serde(with = "time::serde::rfc3339")]
     pub job_created_at: OffsetDateTime,
-    /// When the outcome was recorded.
+    /// When the outcome was recorded: decides the hour (and so the item's key).
     #[serde(with = "time::serde::rfc3339")]
     pub recorded_at: OffsetDateTime,
 }
 
 impl UsageRecord {
+    /// The hour the outcome was recorded in: the hour it is metered and billed in.
     pub fn hour(&self) -> HourKey {
-        HourKey::of(self.job_created_at)
+        HourKey::of(self.recorded_at)
     }
 
     /// The partition key: `H#<hour>#<shard>`.
@@ -181,15 +195,83 @@ impl HourKey {
         [hour, day, month]
     }
 
-    /// The archive object key of one customer's raw records of this hour.
-    pub fn archive_key(self, customer_id: &str) -> String {
+    /// The archive "directory" of one customer's hour, in Hive layout (the Athena table's
+    /// partitions): `usage/customer=<id>/day=<yyyy-mm-dd>/hour=<hh>/`.
+    pub fn archive_dir(self, customer_id: &str) -> String {
         format!(
-            "usage-archive/customer={customer_id}/date={}/hour={:02}.jsonl.gz",
+            "{ARCHIVE_PREFIX}customer={customer_id}/day={}/hour={:02}/",
             date_str(self.date()),
             self.hour()
         )
     }
+
+    /// The archive object key of part `part` of one customer's raw records of this hour.
+    pub fn archive_key(self, customer_id: &str, part: u32) -> String {
+        format!("{}part-{part:05}.jsonl.gz", self.archive_dir(customer_id))
+    }
 }
+
+impl Serialize for HourKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HourKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        HourKey::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an hour (yyyy-mm-ddThh): {s:?}")))
+    }
+}
+
+/// A range of raw usage sort keys: from `from` (inclusive) to `to` (exclusive); `None` is
+/// unbounded. An hour's aggregation is cut into slices of the customer-id space, so that each
+/// slice holds whole customers: every customer's records of the hour, from every shard, are in
+/// exactly one slice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SkRange {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl SkRange {
+    /// Every sort key.
+    pub fn all() -> Self {
+        Self {
+            from: None,
+            to: None,
+        }
+    }
+
+    /// Slice `index` of `count` (1..=[`MAX_SLICES`]): the customer ids are `cus_` and base-36
+    /// characters, so the boundaries are evenly spaced two-character prefixes. The first slice
+    /// starts at the lowest possible key and the last ends past the highest, so every key (a
+    /// malformed one too) is in exactly one slice. A boundary is never a whole sort key (those
+    /// hold a `#`), so a customer is never split.
+    pub fn slice(index: u32, count: u32) -> Self {
+        let count = count.clamp(1, MAX_SLICES);
+        let index = index.min(count - 1);
+        let boundary = |i: u32| -> Option<String> {
+            if i == 0 || i >= count {
+                return None;
+            }
+            let n = i * MAX_SLICES / count;
+            let digit = |d: u32| char::from(BASE36[d as usize]);
+            Some(format!("cus_{}{}", digit(n / 36), digit(n % 36)))
+        };
+        Self {
+            from: boundary(index),
+            to: boundary(index + 1),
+        }
+    }
+
+    pub fn contains(&self, sk: &str) -> bool {
+        self.from.as_deref().is_none_or(|f| sk >= f) && self.to.as_deref().is_none_or(|t| sk < t)
+    }
+}
+
+const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 impl fmt::Display for HourKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -226,28 +308,30 @@ impl Totals {
         "cpu_ms",
     ];
 
+    /// Adds one record. Sums saturate: a corrupt item can make a total wrong, never the run fail.
     pub fn add_record(&mut self, r: &UsageRecord) {
-        self.jobs += 1;
-        match r.outcome {
-            Outcome::Done => self.done += 1,
-            Outcome::Failed => self.failed += 1,
-        }
-        self.bytes_in += r.bytes_in;
-        self.bytes_out += r.bytes_out;
-        self.pixels_in += r.pixels_in;
-        self.pixels_out += r.pixels_out;
-        self.cpu_ms += r.cpu_ms;
+        let (done, failed) = match r.outcome {
+            Outcome::Done => (1, 0),
+            Outcome::Failed => (0, 1),
+        };
+        self.merge(&Totals {
+            jobs: 1,
+            done,
+            failed,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            pixels_in: r.pixels_in,
+            pixels_out: r.pixels_out,
+            cpu_ms: r.cpu_ms,
+        });
     }
 
     pub fn merge(&mut self, o: &Totals) {
-        self.jobs += o.jobs;
-        self.done += o.done;
-        self.failed += o.failed;
-        self.bytes_in += o.bytes_in;
-        self.bytes_out += o.bytes_out;
-        self.pixels_in += o.pixels_in;
-        self.pixels_out += o.pixels_out;
-        self.cpu_ms += o.cpu_ms;
+        let mut v = self.values();
+        for (a, b) in v.iter_mut().zip(o.values()) {
+            *a = a.saturating_add(b);
+        }
+        *self = Self::from_values(v);
     }
 
     /// The fields in [`Totals::FIELDS`] order.
@@ -577,16 +661,11 @@ fn parse_instant(v: &str) -> Option<OffsetDateTime> {
         .map(|d| d.midnight().assume_utc())
 }
 
-/// Renders one hour of one customer's raw records as JSON Lines, sorted by job id, so that a
-/// re-run produces byte-identical content.
-pub fn archive_lines(records: &mut [UsageRecord]) -> Vec<u8> {
-    records.sort_by(|a, b| a.job_id.cmp(&b.job_id));
-    let mut out = Vec::new();
-    for r in records.iter() {
-        serde_json::to_writer(&mut out, r).expect("a usage record always serialises");
-        out.push(b'\n');
-    }
-    out
+/// Appends one record as a JSON line: the archive's format (one line per job outcome, the
+/// columns of the Athena table in `template.yaml`).
+pub fn archive_line(r: &UsageRecord, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, r).expect("a usage record always serialises");
+    out.push(b'\n');
 }
 
 #[cfg(test)]
@@ -621,9 +700,10 @@ mod tests {
             Outcome::Done,
             1,
         );
-        assert_eq!(r.hour().to_string(), "2026-11-25T13");
+        // Created at 13:59:59, recorded at 14:00:02: metered in the hour it was recorded.
+        assert_eq!(r.hour().to_string(), "2026-11-25T14");
         let pk = r.pk(16);
-        assert!(pk.starts_with("H#2026-11-25T13#"), "{pk}");
+        assert!(pk.starts_with("H#2026-11-25T14#"), "{pk}");
         let shard: u32 = pk.rsplit('#').next().unwrap().parse().unwrap();
         assert!(shard < 16);
         assert_eq!(r.sk(), format!("cus_a#{}", r.job_id));
@@ -631,14 +711,58 @@ mod tests {
             r.expires_at(),
             (datetime!(2026-11-25 14:00:02 UTC) + time::Duration::days(35)).unix_timestamp()
         );
-        // The key never depends on when the outcome was recorded.
+        // A job that ends hours after it was created lands in the hour it ended.
         let mut late = r.clone();
         late.recorded_at = datetime!(2026-11-25 16:30:00 UTC);
-        assert_eq!(late.pk(16), r.pk(16));
+        assert!(late.pk(16).starts_with("H#2026-11-25T16#"));
+        assert_eq!(late.sk(), r.sk());
         assert_eq!(
             HourKey::of(datetime!(2026-11-25 13:00:00 +02:00)).to_string(),
             "2026-11-25T11"
         );
+    }
+
+    #[test]
+    fn slices_cover_every_key_once_and_keep_customers_whole() {
+        for count in [1, 2, 3, 16, 100, MAX_SLICES] {
+            let slices: Vec<SkRange> = (0..count).map(|i| SkRange::slice(i, count)).collect();
+            assert_eq!(slices[0].from, None);
+            assert_eq!(slices[count as usize - 1].to, None);
+            for w in slices.windows(2) {
+                assert_eq!(w[0].to, w[1].from, "contiguous");
+                assert!(w[1].from.is_some());
+            }
+            for sk in [
+                "",
+                "!",
+                "cus_",
+                "cus_00#x",
+                "cus_0",
+                "cus_a0#job",
+                "cus_zzzzzzzzzzzzzzzz#j",
+                "cus_Z#j",
+                "zzz",
+            ] {
+                let n = slices.iter().filter(|s| s.contains(sk)).count();
+                assert_eq!(n, 1, "{sk:?} in {n} of {count} slices");
+            }
+        }
+        // Generated ids spread evenly, and a customer's keys share its slice.
+        let mut counts = [0u32; 16];
+        for _ in 0..16_000 {
+            let c = crate::key::generate_customer_id();
+            let i = (0..16)
+                .find(|&i| SkRange::slice(i, 16).contains(&format!("{c}#a")))
+                .unwrap();
+            assert!(SkRange::slice(i, 16).contains(&format!("{c}#zzzz")));
+            assert!(SkRange::slice(i, 16).contains(&c));
+            counts[i as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
+        assert!(SkRange::all().contains("anything"));
     }
 
     #[test]
@@ -668,9 +792,19 @@ mod tests {
             ]
         );
         assert_eq!(
-            h.archive_key("cus_x"),
-            "usage-archive/customer=cus_x/date=2026-12-31/hour=23.jsonl.gz"
+            h.archive_key("cus_x", 3),
+            "usage/customer=cus_x/day=2026-12-31/hour=23/part-00003.jsonl.gz"
         );
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            "\"2026-12-31T23\"",
+            "an hour serialises as its label"
+        );
+        assert_eq!(
+            serde_json::from_str::<HourKey>("\"2026-12-31T23\"").unwrap(),
+            h
+        );
+        assert!(serde_json::from_str::<HourKey>("\"2026-12-31\"").is_err());
         for bad in [
             "2026-12-31",
             "2026-12-31T24",
@@ -809,19 +943,23 @@ mod tests {
     }
 
     #[test]
-    fn archive_is_deterministic() {
+    fn archive_lines_round_trip_and_totals_saturate() {
         let t = datetime!(2026-11-25 10:00 UTC);
-        let mut a = vec![
-            record("cus_a", t, Outcome::Done, 1),
-            record("cus_a", t, Outcome::Failed, 2),
-        ];
-        let mut b = a.clone();
-        b.reverse();
-        let la = archive_lines(&mut a);
-        assert_eq!(la, archive_lines(&mut b));
-        let text = String::from_utf8(la).unwrap();
+        let a = record("cus_a", t, Outcome::Failed, 2);
+        let mut out = Vec::new();
+        archive_line(&a, &mut out);
+        archive_line(&a, &mut out);
+        let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with('\n'));
         let first: UsageRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        assert_eq!(first, a[0]);
+        assert_eq!(first, a);
+
+        let mut big = a.clone();
+        big.bytes_in = u64::MAX;
+        let mut sum = Totals::default();
+        sum.add_record(&big);
+        sum.add_record(&big);
+        assert_eq!((sum.jobs, sum.bytes_in), (2, u64::MAX));
     }
 }

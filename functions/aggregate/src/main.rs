@@ -1,4 +1,4 @@
-//! Cold start: build the state once, then serve scheduled events.
+//! Cold start of the aggregate function: build the state once, then serve scheduled events.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 

@@ -1,12 +1,11 @@
-//! The deployed binary itself: a cold start without its configuration fails at once, naming what
-//! is missing, in the JSON log Lambda ships to CloudWatch (never later, on the first event).
-//! (This test also makes `cargo test` build the binary that the local stack deploys.)
+//! The deployed binaries themselves: a cold start without its configuration fails at once, naming
+//! what is missing, in the JSON log Lambda ships to CloudWatch (never later, on the first event).
+//! (This test also makes `cargo test` build the binaries that the local stack deploys.)
 
 use std::process::Command;
 
-#[test]
-fn a_cold_start_without_configuration_fails_and_names_the_variable() {
-    let out = Command::new(env!("CARGO_BIN_EXE_resizer-aggregate"))
+fn fails_naming_the_variable(binary: &str) {
+    let out = Command::new(binary)
         .env_clear()
         .output()
         .expect("run the binary");
@@ -25,4 +24,14 @@ fn a_cold_start_without_configuration_fails_and_names_the_variable() {
         ),
         "{line}"
     );
+}
+
+#[test]
+fn a_cold_start_without_configuration_fails_and_names_the_variable() {
+    fails_naming_the_variable(env!("CARGO_BIN_EXE_resizer-aggregate"));
+}
+
+#[test]
+fn the_slice_function_too() {
+    fails_naming_the_variable(env!("CARGO_BIN_EXE_resizer-aggregate-slice"));
 }

@@ -20,7 +20,8 @@ use tower::ServiceExt as _;
 async fn the_api_calls_exactly_what_its_policy_is_derived_from() {
     let mem = Memory::new();
     let app = mem.app(Settings::default());
-    // A customer with a quota: authentication then reads the month's rollup too.
+    // A customer with a quota: authentication reads its quota counter, and each job counts against
+    // it (given back when the enqueue fails).
     let (customer, key) = mem.customer(&app, Some(1000)).await;
     let bearer = format!("Bearer {}", key.expose());
     // A done job, for its result URL.

@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 
 pub use accounts::AccountsTables;
 pub use jobs::JobsTable;
-pub use rollups::{ARCHIVE_MARKER_PK, RollupsTable};
+pub use rollups::{AGGREGATOR_PK, RollupsTable, WATERMARK_SK, closed_sk, quota_sk};
 pub use usage::UsageTable;
 
 use crate::error::{StoreError, classify};

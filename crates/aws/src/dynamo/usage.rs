@@ -1,12 +1,19 @@
-//! The raw usage table: `pk` `H#<hour>#<shard>`, `sk` `<customer_id>#<job_id>`, one item per job
-//! outcome, expiring by TTL.
+//! The raw usage table: `pk` `H#<hour>#<shard>` (the hour the outcome was recorded in), `sk`
+//! `<customer_id>#<job_id>`, one item per job outcome, expiring by TTL.
 
 use async_trait::async_trait;
-use resizer_app::ports::UsageLog;
-use resizer_core::usage::{HourKey, UsageRecord, raw_pk};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use resizer_app::ports::{RawUsage, UsageLog, UsagePage};
+use resizer_core::usage::{HourKey, SkRange, UsageRecord, raw_pk};
 
 use super::{Item, Table, from_item, num, s, to_item};
-use crate::error::StoreError;
+use crate::error::{StoreError, classify};
+
+/// Items per page of a raw read: bounds what a slice worker holds per shard (two pages: the one
+/// it reads and the next, already requested), at about 350 KB a page.
+pub const PAGE_ITEMS: i32 = 1000;
+
+const QUERY: &str = "dynamodb:Query usage";
 
 #[derive(Debug, Clone)]
 pub struct UsageTable {
@@ -17,10 +24,9 @@ pub struct UsageTable {
 
 impl UsageTable {
     pub fn new(client: aws_sdk_dynamodb::Client, name: impl Into<String>, shards: u32) -> Self {
-        Self {
-            table: Table::new(client, name),
-            shards,
-        }
+        let mut table = Table::new(client, name);
+        table.page_limit = Some(PAGE_ITEMS);
+        Self { table, shards }
     }
 
     /// Caps the items per query page; tests use it to prove that every page is followed.
@@ -47,6 +53,18 @@ impl UsageTable {
     }
 }
 
+/// A raw item as the aggregator reads it: its sort key and its record, or why it is not one.
+fn raw(item: Item) -> RawUsage {
+    let sk = match item.get("sk") {
+        Some(AttributeValue::S(sk)) => sk.clone(),
+        _ => String::new(),
+    };
+    RawUsage {
+        sk,
+        record: from_item::<UsageRecord>(item).map_err(|e| e.to_string()),
+    }
+}
+
 #[async_trait]
 impl UsageLog for UsageTable {
     async fn put(&self, record: &UsageRecord) -> Result<(), StoreError> {
@@ -55,15 +73,67 @@ impl UsageLog for UsageTable {
             .await
     }
 
-    /// All shards queried concurrently, every page followed. Eventually consistent: half the
-    /// read cost; the next run sees anything missed.
-    async fn records_of_hour(&self, hour: HourKey) -> Result<Vec<UsageRecord>, StoreError> {
-        let shards = (0..self.shards).map(|shard| {
-            let values = Item::from([(":pk".to_owned(), s(&raw_pk(&hour, shard)))]);
-            self.table
-                .query_all("dynamodb:Query usage", "pk = :pk", values, false)
-        });
-        let pages = futures::future::try_join_all(shards).await?;
-        pages.into_iter().flatten().map(from_item).collect()
+    /// One Query page, eventually consistent (half the read cost), with the capacity it
+    /// consumed.
+    async fn page(
+        &self,
+        hour: HourKey,
+        shard: u32,
+        range: &SkRange,
+        after: Option<&str>,
+    ) -> Result<UsagePage, StoreError> {
+        let pk = raw_pk(&hour, shard);
+        let mut values = Item::from([(":pk".to_owned(), s(&pk))]);
+        let condition = match (&range.from, &range.to) {
+            (None, None) => "pk = :pk",
+            (Some(from), None) => {
+                values.insert(":from".into(), s(from));
+                "pk = :pk AND sk >= :from"
+            }
+            (None, Some(to)) => {
+                values.insert(":to".into(), s(to));
+                "pk = :pk AND sk < :to"
+            }
+            // BETWEEN is inclusive; `to` is a customer-id prefix, never a whole sort key (those
+            // hold a `#`), so no item equals it.
+            (Some(from), Some(to)) => {
+                values.insert(":from".into(), s(from));
+                values.insert(":to".into(), s(to));
+                "pk = :pk AND sk BETWEEN :from AND :to"
+            }
+        };
+        let start =
+            after.map(|sk| Item::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(sk))]));
+        let out = self
+            .table
+            .client
+            .query()
+            .table_name(&self.table.name)
+            .key_condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .consistent_read(false)
+            .set_limit(self.table.page_limit)
+            .set_exclusive_start_key(start)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| classify(QUERY, e))?;
+        let read_units = out
+            .consumed_capacity()
+            .and_then(|c| c.capacity_units())
+            .unwrap_or(0.0);
+        let next = match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => match k.get("sk") {
+                Some(AttributeValue::S(sk)) => Some(sk.clone()),
+                _ => return Err(StoreError::other(QUERY, "a page ended without a sort key")),
+            },
+            _ => None,
+        };
+        let items = out.items.unwrap_or_default().into_iter().map(raw).collect();
+        Ok(UsagePage {
+            items,
+            next,
+            read_units,
+        })
     }
 }

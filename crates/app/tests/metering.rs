@@ -9,13 +9,13 @@ use std::time::Duration;
 use resizer_app::memory::{Memory, TINY_PNG};
 use resizer_app::ports::{Conversion, Converted, Converter, Rollups as _, UsageLog as _};
 use resizer_app::{
-    App, AppError, Clock, Disposition, INITIAL_LOOKBACK_HOURS, MAX_HOURS_PER_RUN, Settings,
-    Submission,
+    App, AppError, Clock, Delivery, Disposition, INITIAL_LOOKBACK_HOURS, MAX_HOURS_PER_RUN,
+    Settings, Submission,
 };
 use resizer_core::image::{ImageInfo, Limits};
 use resizer_core::job::{Job, JobMessage};
-use resizer_core::transform::{Format, TransformSpec};
 use resizer_core::key::generate_customer_id;
+use resizer_core::transform::{Format, TransformSpec};
 use resizer_core::usage::{Granularity, HourKey, Totals, UsageRecord};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -54,7 +54,7 @@ async fn submit(app: &App, key: &str) -> Result<Job, AppError> {
     let principal = app.authenticate(Some(key)).await?;
     let spec = TransformSpec::with_width(4).unwrap();
     let sub = Submission::inline(spec, Some("image/png"), TINY_PNG, &app.settings)?;
-    app.submit(&principal, sub).await
+    app.submit(&principal, sub).await.map(|s| s.job)
 }
 
 /// Runs the scheduled aggregator every 5 minutes of the app's clock until `until`.
@@ -100,7 +100,16 @@ async fn a_job_that_ends_hours_after_its_hour_closed_is_counted_in_rollups_quota
     // The aggregator keeps running while the job waits in a backlog.
     run_schedule(&app, datetime!(2026-11-25 14:10 UTC)).await;
     assert_eq!(
-        app.process(&msg, 1, Arc::new(Fake)).await,
+        app.process(
+            Delivery {
+                message: &msg,
+                receives: 1,
+                receipt: None,
+                deadline: None,
+            },
+            Arc::new(Fake)
+        )
+        .await,
         Disposition::Consumed
     );
     let done = mem.jobs.all().into_iter().find(|j| j.job_id == job.job_id);
@@ -209,7 +218,7 @@ async fn many_customers_over_shards_pages_and_slices_roll_up_exactly() {
     let customers: Vec<String> = (0..40).map(|_| generate_customer_id()).collect();
     let mut records = Vec::new();
     for n in 0..900u64 {
-        let c = &customers[(n * n % 40) as usize];
+        let c = &customers[(n % 40) as usize];
         let at = hour.start() + time::Duration::seconds((n * 4) as i64);
         let r = record(c, at, n);
         mem.usage_log.put(&r).await.unwrap();
@@ -217,7 +226,11 @@ async fn many_customers_over_shards_pages_and_slices_roll_up_exactly() {
     }
     // The hour before and after: not part of this hour.
     mem.usage_log
-        .put(&record(&customers[0], hour.start() - time::Duration::seconds(1), 1))
+        .put(&record(
+            &customers[0],
+            hour.start() - time::Duration::seconds(1),
+            1,
+        ))
         .await
         .unwrap();
     mem.usage_log
@@ -273,7 +286,11 @@ async fn an_unreadable_item_is_counted_and_skipped_never_blocking_the_rest() {
     let c = generate_customer_id();
     for n in 1..=4 {
         mem.usage_log
-            .put(&record(&c, clock.now() + time::Duration::minutes(n), n as u64))
+            .put(&record(
+                &c,
+                clock.now() + time::Duration::minutes(n),
+                n as u64,
+            ))
             .await
             .unwrap();
     }
@@ -289,7 +306,11 @@ async fn an_unreadable_item_is_counted_and_skipped_never_blocking_the_rest() {
     let t = mem.rollups_get(&c, hour).await.unwrap();
     assert_eq!(t.jobs, 4);
     assert_eq!(
-        mem.rollups.closed_hour(hour).await.unwrap().map(|h| h.skipped),
+        mem.rollups
+            .closed_hour(hour)
+            .await
+            .unwrap()
+            .map(|h| h.skipped),
         Some(2)
     );
     let skipped: f64 = lines
@@ -362,7 +383,7 @@ async fn after_an_outage_every_missed_hour_is_closed_in_order() {
         .app(settings())
         .with_clock(clock.clone())
         .with_metrics(metrics);
-    app.aggregate().await.unwrap();
+    let before = app.aggregate().await.unwrap();
     let start = HourKey::of(clock.now());
     let c = generate_customer_id();
     for h in 0..60 {
@@ -381,7 +402,14 @@ async fn after_an_outage_every_missed_hour_is_closed_in_order() {
         .chain(&second.hours_closed)
         .cloned()
         .collect();
-    let mut h = start.prev(INITIAL_LOOKBACK_HOURS);
+    // From where the run before the outage left the watermark.
+    let mut h = HourKey::parse(&before.watermark).unwrap();
+    assert_eq!(h, start.prev(1));
+    assert_eq!(
+        before.hours_closed.first(),
+        Some(&start.prev(INITIAL_LOOKBACK_HOURS).to_string()),
+        "the first run starts its look-back"
+    );
     for label in &closed {
         assert_eq!(label, &h.to_string(), "in order, none skipped");
         h = h.next();
@@ -393,7 +421,11 @@ async fn after_an_outage_every_missed_hour_is_closed_in_order() {
     );
     for i in 0..60 {
         let hour = HourKey::of(start.start() + time::Duration::hours(i));
-        assert_eq!(mem.rollups_get(&c, hour).await.map(|t| t.jobs), Some(1), "{hour}");
+        assert_eq!(
+            mem.rollups_get(&c, hour).await.map(|t| t.jobs),
+            Some(1),
+            "{hour}"
+        );
     }
     let lags: Vec<f64> = lines
         .lock()
@@ -419,7 +451,10 @@ async fn a_failed_slice_fails_the_run_and_the_next_run_closes_the_hour() {
     app.aggregate().await.unwrap();
     let hour = HourKey::of(clock.now());
     let c = generate_customer_id();
-    mem.usage_log.put(&record(&c, clock.now(), 3)).await.unwrap();
+    mem.usage_log
+        .put(&record(&c, clock.now(), 3))
+        .await
+        .unwrap();
     clock.set(hour.end() + time::Duration::minutes(10));
     mem.faults.fail_next(
         "slices.run",
@@ -451,7 +486,11 @@ async fn hours_closed_at_once_or_out_of_order_keep_days_and_months_whole() {
     let mut all = Vec::new();
     for (i, hour) in [h, h.next(), h.next().next()].into_iter().enumerate() {
         for n in 0..5 {
-            let r = record(&c, hour.start() + time::Duration::minutes(n), (i * 10) as u64 + n as u64);
+            let r = record(
+                &c,
+                hour.start() + time::Duration::minutes(n),
+                (i * 10) as u64 + n as u64,
+            );
             mem.usage_log.put(&r).await.unwrap();
             all.push(r);
         }

@@ -5,7 +5,8 @@
 # function URL. Local values: the aggregator every minute, a 5 s auth cache (revocations and quotas
 # bite quickly), a 10 s resize timeout (so a 60 s visibility timeout), and a retry path measured in
 # seconds and minutes rather than hours (2 receives, 2 s backoff doubling to 20 s, jobs that come out
-# of the dead-letter queue older than 15 minutes expire), so that the tests see it whole. Writes .local/stack.env and .local/stack-outputs.json. A redeploy of an unchanged
+# of the dead-letter queue older than 15 minutes expire), so that the tests see it whole; an hour of
+# usage is closed in 4 slices (not 16: every slice is a process and 128 queries on this machine). Writes .local/stack.env and .local/stack-outputs.json. A redeploy of an unchanged
 # template, parameters and binaries is a no-op. See provision.py.
 #
 # env: RESIZER_REGION   the region to deploy to (default us-east-1); another region's stack is
@@ -35,4 +36,5 @@ region="${RESIZER_REGION:-$LOCAL_REGION}"
     --parameter RetryBackoffBaseSeconds=2 \
     --parameter RetryBackoffMaxSeconds=20 \
     --parameter MaxJobAgeSeconds=900 \
+    --parameter UsageSlices=4 \
     "--parameter=AggregateSchedule=rate(1 minute)"

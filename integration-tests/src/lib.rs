@@ -6,6 +6,9 @@
 //! outputs; nothing here knows where the local AWS lives. `make test` provides all of it by loading
 //! `.local/stack.env`, which `make provision` writes.
 
+pub mod athena;
+pub mod usage_load;
+
 use std::collections::HashMap;
 use std::fmt;
 

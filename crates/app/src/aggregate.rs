@@ -56,7 +56,7 @@ pub const PART_BYTES: usize = 8 << 20;
 /// Customers whose archive and rollup writes are in flight at once, per slice.
 const IN_FLIGHT: usize = 16;
 /// First pages requested at once when a slice opens its shards.
-const OPEN_CONCURRENCY: usize = 32;
+const OPEN_CONCURRENCY: usize = 8;
 
 /// What one scheduled run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -39,6 +39,10 @@ impl UsageTable {
         &self.table.name
     }
 
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.table.client
+    }
+
     pub fn shards(&self) -> u32 {
         self.shards
     }

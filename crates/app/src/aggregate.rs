@@ -55,8 +55,10 @@ pub const MAX_HOURS_PER_RUN: usize = 48;
 pub const PART_BYTES: usize = 8 << 20;
 /// Customers whose archive and rollup writes are in flight at once, per slice.
 const IN_FLIGHT: usize = 16;
-/// First pages requested at once when a slice opens its shards.
-const OPEN_CONCURRENCY: usize = 8;
+/// Page requests a slice has in flight at once (opening its shards, then reading ahead): a
+/// slice reads every shard at once, and 32 shards' pages of 1,000 items each requested together
+/// queue up behind each other (the local stack timed them out).
+const PAGE_CONCURRENCY: usize = 8;
 
 /// What one scheduled run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -554,6 +556,8 @@ struct Merged {
     heap: BinaryHeap<Reverse<(String, usize)>>,
     read_units: f64,
     queries: u64,
+    /// Bounds the read-ahead requests in flight.
+    pages: Arc<tokio::sync::Semaphore>,
 }
 
 impl Merged {
@@ -569,7 +573,7 @@ impl Merged {
                     let range = range.clone();
                     async move { (shard, log.page(hour, shard, &range, None).await) }
                 })
-                .buffer_unordered(OPEN_CONCURRENCY)
+                .buffer_unordered(PAGE_CONCURRENCY)
                 .collect()
                 .await;
         let mut m = Self {
@@ -580,6 +584,7 @@ impl Merged {
             heap: BinaryHeap::new(),
             read_units: 0.0,
             queries: 0,
+            pages: Arc::new(tokio::sync::Semaphore::new(PAGE_CONCURRENCY)),
         };
         let mut firsts = firsts;
         firsts.sort_by_key(|(s, _)| *s);
@@ -613,7 +618,11 @@ impl Merged {
     ) -> tokio::task::JoinHandle<Result<UsagePage, StoreError>> {
         let log = self.log.clone();
         let (hour, range) = (self.hour, self.range.clone());
-        tokio::spawn(async move { log.page(hour, shard, &range, Some(&after)).await })
+        let pages = self.pages.clone();
+        tokio::spawn(async move {
+            let _permit = pages.acquire_owned().await.expect("never closed");
+            log.page(hour, shard, &range, Some(&after)).await
+        })
     }
 
     /// Makes sure a stream with items left has one in hand.

@@ -88,6 +88,12 @@ fuzz-api: setup ## Schemathesis against a local gateway, from openapi.yaml (N=ex
 load: setup ## The load run: 2,000 real photos through a release-built local gateway (not in CI; ~15 min)
 	localstack/with-local-aws.sh bench/load.sh
 
+.PHONY: usage-scale
+usage-scale: setup build ## Metering scale run: ITEMS raw usage items (default 1,000,000) of CUSTOMERS (5,000) closed by the deployed aggregate-slice function; report for docs/capacity.md (not in CI)
+	@# `make build` built the binary with the workspace's features (a `cargo run -p` would not).
+	localstack/with-local-aws.sh target/debug/usage_scale \
+		--items $(or $(ITEMS),1000000) --customers $(or $(CUSTOMERS),5000) --shards $(or $(SHARDS),32)
+
 .PHONY: lint
 lint: deny ## rustfmt check, clippy -D warnings, sam validate --lint (cfn-lint) on template.yaml, cargo-deny
 	@tools/install.sh venv

@@ -156,7 +156,7 @@ fn record(customer: &str, at: OffsetDateTime, n: u64) -> UsageRecord {
     UsageRecord {
         customer_id: customer.to_owned(),
         job_id: resizer_core::job::JobId::generate(),
-        outcome: if n % 5 == 0 {
+        outcome: if n.is_multiple_of(5) {
             resizer_core::usage::Outcome::Failed
         } else {
             resizer_core::usage::Outcome::Done

@@ -35,4 +35,6 @@ region="${RESIZER_REGION:-$LOCAL_REGION}"
     --parameter RetryBackoffBaseSeconds=2 \
     --parameter RetryBackoffMaxSeconds=20 \
     --parameter MaxJobAgeSeconds=900 \
+    --parameter SweepStaleSeconds=60 \
+    "--parameter=SweepSchedule=rate(1 minute)" \
     "--parameter=AggregateSchedule=rate(1 minute)"

@@ -37,4 +37,6 @@ region="${RESIZER_REGION:-$LOCAL_REGION}"
     --parameter RetryBackoffMaxSeconds=20 \
     --parameter MaxJobAgeSeconds=900 \
     --parameter UsageSlices=4 \
+    --parameter SweepStaleSeconds=60 \
+    "--parameter=SweepSchedule=rate(1 minute)" \
     "--parameter=AggregateSchedule=rate(1 minute)"

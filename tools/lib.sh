@@ -33,7 +33,7 @@ LOCAL_AWS_PORT="${RESIZER_LOCAL_AWS_PORT:-4566}"
 LOCAL_AWS_ENDPOINT="http://$LOCAL_AWS_HOST:$LOCAL_AWS_PORT"
 LOCAL_STACK_NAME="resizer-local"
 LOCAL_REGION="us-east-1"
-LS_SERVICES="s3,sqs,dynamodb,cloudformation,lambda,apigateway,events,scheduler,iam,sts,logs,cloudwatch"
+LS_SERVICES="s3,sqs,dynamodb,cloudformation,lambda,apigateway,events,scheduler,iam,sts,logs,cloudwatch,sns"
 
 # Where a region's local stack files go: .local for the default region, .local/regions/<r> else.
 region_dir() {

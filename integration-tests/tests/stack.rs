@@ -293,6 +293,7 @@ async fn functions_have_the_template_configuration() -> Result<()> {
         "ResizeFunctionName",
         "AggregateFunctionName",
         "AggregateSliceFunctionName",
+        "SweepFunctionName",
     ] {
         let name = env.stack.output(output)?;
         let config = env

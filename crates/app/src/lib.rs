@@ -6,6 +6,7 @@
 //!   message, from the jobs queue and from its dead-letter queue.
 //! - [`App::aggregate`] (the schedule: closes due hours), [`App::close_hour`] and
 //!   [`App::aggregate_slice`] (one slice of an hour): the usage aggregation.
+//! - [`App::sweep`]: the scheduled sweep that finishes or re-enqueues jobs nothing else would.
 //!
 //! The use cases own the job's lifecycle; the functions only translate events into calls and
 //! outcomes into responses. Storage sits behind [`ports`]: the AWS adapters in production and
@@ -15,6 +16,7 @@ mod aggregate;
 mod auth;
 mod clock;
 mod error;
+mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod ports;
@@ -22,6 +24,7 @@ mod process;
 mod quota;
 pub mod settings;
 mod submit;
+mod sweep;
 
 use std::sync::Arc;
 
@@ -34,12 +37,16 @@ pub use aggregate::{
 pub use auth::{AuthCache, Principal};
 pub use clock::Clock;
 pub use error::{AppError, StoreError};
+pub use limits::RATE_WINDOW_SECONDS;
 pub use metrics::{Metrics, Unit};
 pub use process::{Delivery, Disposition, FINISH_MARGIN, SYSTEM_FAILURES};
 pub use settings::{ConfigError, SETTINGS, STAGE_ENV, Setting, Settings, required};
 pub use submit::{Input, MAX_WAIT_SECONDS, Submission, Submitted, Upload};
+pub use sweep::{SWEEP_BATCH, SweepReport};
 
-use ports::{Accounts, JobQueue, JobStore, ObjectStore, Rollups, SliceRunner, UsageLog};
+use ports::{
+    Accounts, JobQueue, JobStore, ObjectStore, RateCounters, Rollups, SliceRunner, UsageLog,
+};
 
 /// The service: its settings, its storage ports and its warm caches. Built once at cold start
 /// and lent to every invocation.
@@ -49,6 +56,8 @@ pub struct App {
     pub stores: Stores,
     pub clock: Clock,
     pub auth: Arc<AuthCache>,
+    /// Customers this container has seen over their rate, until their window ends.
+    limited: Arc<limits::Limited>,
     pub metrics: Metrics,
 }
 
@@ -70,12 +79,15 @@ pub struct Stores {
     pub rollups: Arc<dyn Rollups>,
     /// Where an hour's slices run: the aggregate-slice function, or this process.
     pub slices: Arc<dyn SliceRunner>,
+    /// The per-customer rate limit's counters.
+    pub rate_counters: Arc<dyn RateCounters>,
 }
 
 impl App {
     pub fn new(settings: Settings, stores: Stores) -> Self {
         Self {
             auth: Arc::new(AuthCache::new(settings.auth_cache_ttl)),
+            limited: Arc::new(limits::Limited::default()),
             settings,
             stores,
             clock: Clock::system(),

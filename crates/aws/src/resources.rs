@@ -52,6 +52,7 @@ pub const API_KEYS_TABLE: Resource = r("ApiKeysTableName", "API_KEYS_TABLE");
 pub const CUSTOMERS_TABLE: Resource = r("CustomersTableName", "CUSTOMERS_TABLE");
 pub const USAGE_TABLE: Resource = r("UsageTableName", "USAGE_TABLE");
 pub const USAGE_ROLLUPS_TABLE: Resource = r("UsageRollupsTableName", "USAGE_ROLLUPS_TABLE");
+pub const RATE_LIMITS_TABLE: Resource = r("RateLimitsTableName", "RATE_LIMITS_TABLE");
 pub const API_URL: Resource = output_only("ApiUrl");
 /// Only where the template's ApiFunctionUrl parameter is "true" (the local deploy).
 pub const API_FUNCTION_URL: Resource = output_only("ApiFunctionUrl");
@@ -61,6 +62,7 @@ pub const AGGREGATE_FUNCTION: Resource = output_only("AggregateFunctionName");
 /// The aggregate function invokes it once per slice of an hour.
 pub const AGGREGATE_SLICE_FUNCTION: Resource =
     one_function("AggregateSliceFunctionName", "AGGREGATE_SLICE_FUNCTION");
+pub const SWEEP_FUNCTION: Resource = output_only("SweepFunctionName");
 
 /// Every resource every stack outputs, in the template's output order (not the conditional
 /// [`API_FUNCTION_URL`]).
@@ -78,10 +80,12 @@ pub const ALL: &[Resource] = &[
     CUSTOMERS_TABLE,
     USAGE_TABLE,
     USAGE_ROLLUPS_TABLE,
+    RATE_LIMITS_TABLE,
     API_FUNCTION,
     RESIZE_FUNCTION,
     AGGREGATE_FUNCTION,
     AGGREGATE_SLICE_FUNCTION,
+    SWEEP_FUNCTION,
 ];
 
 /// The names a function's adapters are bound to.
@@ -102,6 +106,7 @@ pub struct Resources {
     /// The aggregate-slice function (only the aggregate function has it; without it, an hour's
     /// slices run in this process).
     pub aggregate_slice_function: Option<String>,
+    pub rate_limits_table: String,
 }
 
 impl Resources {
@@ -131,6 +136,7 @@ impl Resources {
             usage_table: req(USAGE_TABLE)?,
             usage_rollups_table: req(USAGE_ROLLUPS_TABLE)?,
             aggregate_slice_function: optional(AGGREGATE_SLICE_FUNCTION),
+            rate_limits_table: req(RATE_LIMITS_TABLE)?,
         })
     }
 }

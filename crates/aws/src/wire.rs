@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 use resizer_app::ports::SliceRunner;
 use resizer_app::{App, ConfigError, LocalSlices, Metrics, Settings, SliceDeps, Stores};
 
-use crate::dynamo::{AccountsTables, JobsTable, RollupsTable, UsageTable};
+use crate::dynamo::{AccountsTables, JobsTable, RateCountersTable, RollupsTable, UsageTable};
 use crate::lambda::LambdaSlices;
 use crate::resources::Resources;
 use crate::s3::S3Bucket;
@@ -28,6 +28,7 @@ pub struct Adapters {
     pub rollups: RollupsTable,
     /// The aggregate-slice function, where the resources name it.
     pub slices: Option<LambdaSlices>,
+    pub rate_counters: RateCountersTable,
 }
 
 impl Adapters {
@@ -53,7 +54,8 @@ impl Adapters {
                 &resources.customers_table,
             ),
             usage,
-            rollups: RollupsTable::new(dynamodb, &resources.usage_rollups_table),
+            rollups: RollupsTable::new(dynamodb.clone(), &resources.usage_rollups_table),
+            rate_counters: RateCountersTable::new(dynamodb, &resources.rate_limits_table),
             slices: resources
                 .aggregate_slice_function
                 .as_ref()
@@ -84,6 +86,7 @@ impl Adapters {
             usage_log,
             rollups,
             slices,
+            rate_counters: Arc::new(self.rate_counters.clone()),
         }
     }
 }

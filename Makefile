@@ -76,6 +76,17 @@ test: setup build ## Unit and integration tests, against the local AWS running t
 	RESIZER_EXTRA_REGIONS=us-west-2 localstack/with-local-aws.sh bash -c 'cargo test --workspace --no-fail-fast; s=$$?; \
 		RESIZER_DEV_NO_BUILD=1 scripts/api-fuzz.sh || s=1; exit $$s'
 
+# The chaos deploy's template parameters (over the local ones of localstack/provision.sh): the
+# timeouts that decide how long a fault lasts for the service, shortened so that the suite takes
+# minutes. CHAOS=<name filter> runs some scenarios only.
+CHAOS_PARAMETERS ?=
+
+.PHONY: chaos
+chaos: setup build ## The chaos suite: faults between the functions and the local AWS, killed processes, a flood (~45 min; docs/reliability.md)
+	s=0; cargo test -p resizer-faults -- --include-ignored || s=1; \
+	RESIZER_PROVISION_PARAMETERS="$(CHAOS_PARAMETERS)" localstack/with-local-aws.sh scripts/chaos.sh $(CHAOS) || s=1; \
+	exit $$s
+
 .PHONY: test-executor
 test-executor: ## Tests of the LocalStack process executor (localstack/process-executor), with a LocalStack of their own
 	@localstack/test-executor.sh

@@ -3,7 +3,9 @@
 # the stack "resizer-local" (credentials test/test), with its triggers on: LocalStack's event source
 # mappings feed the resize function and its rule runs the aggregator; the api function gets a
 # function URL. Local values: the aggregator every minute, a 5 s auth cache (revocations and quotas
-# bite quickly) and a 10 s resize timeout (so a 60 s visibility timeout: redeliveries come quickly). Writes .local/stack.env and .local/stack-outputs.json. A redeploy of an unchanged
+# bite quickly), a 10 s resize timeout (so a 60 s visibility timeout), and a retry path measured in
+# seconds and minutes rather than hours (2 receives, 2 s backoff doubling to 20 s, jobs that come out
+# of the dead-letter queue older than 15 minutes expire), so that the tests see it whole. Writes .local/stack.env and .local/stack-outputs.json. A redeploy of an unchanged
 # template, parameters and binaries is a no-op. See provision.py.
 #
 # env: RESIZER_REGION   the region to deploy to (default us-east-1); another region's stack is
@@ -36,5 +38,9 @@ done
     --parameter ApiFunctionUrl=true \
     --parameter AuthCacheTtlSeconds=5 \
     --parameter ResizeTimeout=10 \
+    --parameter MaxReceiveCount=2 \
+    --parameter RetryBackoffBaseSeconds=2 \
+    --parameter RetryBackoffMaxSeconds=20 \
+    --parameter MaxJobAgeSeconds=900 \
     "--parameter=AggregateSchedule=rate(1 minute)" \
     "${extra[@]}"

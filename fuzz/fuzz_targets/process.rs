@@ -11,6 +11,8 @@ const LIMITS: Limits = Limits {
     max_input_pixels: 4_000_000,
     max_input_side: 4096,
     max_output_side: 1024,
+    max_output_pixels: 1 << 20,
+    max_slow_output_pixels: 1 << 18,
 };
 
 fuzz_target!(|data: &[u8]| {

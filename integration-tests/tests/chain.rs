@@ -3,8 +3,10 @@
 //!
 //! - a job submitted over HTTP is served by the api binary (through its function URL) and claimed
 //!   and resized by the resize binary (through the jobs queue's event source mapping);
-//! - a message the resize function keeps failing on reaches the DLQ by the queue's own redrive,
-//!   and the DLQ's event source mapping marks its job failed;
+//! - a message the resize function cannot take (Lambda throttling, whose receives count too)
+//!   reaches the DLQ by the queue's own redrive, and once the function is back, the DLQ's event
+//!   source mapping sends the job round again and it is done, not failed;
+//! - a transform that asks for too much is refused before any work;
 //! - the stack's schedule runs the aggregator binary;
 //! - a second region's stack shares nothing with the first.
 
@@ -52,11 +54,99 @@ async fn a_job_goes_from_the_api_binary_through_the_queue_to_the_resize_binary()
 }
 
 #[tokio::test]
-async fn a_poison_message_is_redriven_to_the_dlq_and_its_job_marked_failed() {
-    // A conversion that outlasts the resize function's timeout (10 s locally) every time: a
-    // 67-megapixel AVIF from a small PNG. Each delivery times out, the message comes back after the
-    // visibility timeout, and after maxReceiveCount receives SQS moves it to the DLQ, whose mapping
-    // hands it to the resize function again, which marks the job failed.
+async fn lambda_throttling_longer_than_the_receives_loses_no_job() {
+    // In us-west-2's stack (nothing else there needs its resize function meanwhile): the resize
+    // function throttled to zero, a job submitted; each receive fails to invoke, and after
+    // MaxReceiveCount (2 locally) SQS moves the message to the DLQ. The function back, the DLQ's
+    // mapping sends the young job round again, and it is done.
+    let west = state_in_region("us-west-2").await;
+    let lambda = aws_sdk_lambda::Client::new(&west.sdk);
+    let resize = west.output(resizer_aws::resources::RESIZE_FUNCTION);
+    lambda
+        .put_function_concurrency()
+        .function_name(&resize)
+        .reserved_concurrent_executions(0)
+        .send()
+        .await
+        .unwrap();
+    let restore = || async {
+        lambda
+            .delete_function_concurrency()
+            .function_name(&resize)
+            .send()
+            .await
+            .unwrap();
+    };
+    let (_, key) = customer(&west, None).await;
+    let r = deployed(
+        &west,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .query("width=10")
+            .body("image/png", png(20, 20)),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let id = r.job_id();
+    // Wait for the redrive: the message on the DLQ.
+    let sqs = west.adapters.queue.client().clone();
+    let dlq = dlq_url(&west.info);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(360);
+    loop {
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let count = |n: aws_sdk_sqs::types::QueueAttributeName| -> u64 {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(&n))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        if count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            > 0
+        {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            restore().await;
+            panic!("the message never reached the DLQ");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let queued = west
+        .app
+        .stores
+        .jobs
+        .get(&resizer_core::job::JobId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        queued.status,
+        JobStatus::Queued,
+        "never claimed while throttled"
+    );
+    restore().await;
+    let job = wait_done_within(&west, std::slice::from_ref(&id), Duration::from_secs(240))
+        .await
+        .remove(0);
+    assert_eq!(job.status, JobStatus::Done, "{job:?}");
+    wait_for_log(&west, Function::Resize, Duration::from_secs(30), |l| {
+        l.contains(&id) && l.contains("dead-lettered job sent back to the jobs queue")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_transform_that_asks_for_too_much_is_refused_before_any_work() {
+    // A 64x64 PNG asked for a 67-megapixel AVIF: before the caps, every delivery of it timed out
+    // the resize function, three times, then failed as internal_error.
     let state = state().await;
     let (_, key) = customer(&state, None).await;
     let r = deployed(
@@ -67,30 +157,11 @@ async fn a_poison_message_is_redriven_to_the_dlq_and_its_job_marked_failed() {
             .body("image/png", png(64, 64)),
     )
     .await;
-    assert_eq!(r.status, 202, "{}", r.json);
-    let id = r.job_id();
-    let job = wait_done_within(&state, std::slice::from_ref(&id), Duration::from_secs(420))
-        .await
-        .remove(0);
-    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
-    assert_eq!(job.error.as_ref().unwrap().code, "internal_error");
-    assert!(
-        job.attempts >= 2,
-        "claimed on each delivery: {}",
-        job.attempts
-    );
-    let resize = function_log(&state, Function::Resize).await;
-    assert!(
-        resize
-            .iter()
-            .any(|l| l.contains("Task timed out after") || l.contains("Sandbox.Timedout")),
-        "the deliveries timed out"
-    );
-    assert!(
-        resize
-            .iter()
-            .any(|l| l.contains("job dead-lettered; marking it failed")),
-        "the DLQ mapping's delivery marked it failed"
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "output_too_large"),
+        "{}",
+        r.json
     );
 }
 
@@ -121,7 +192,7 @@ async fn regions_share_nothing() {
     assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.json);
     let r = deployed(&west, Req::new("GET", "/v1/usage").key(&west_key)).await;
     assert_eq!(r.status, 200, "{}", r.json);
-    // A job of one region is unknown to the other, and each region resizes its own.
+    // A job of one region is unknown to the other.
     let r = deployed(
         &east,
         Req::new("POST", "/v1/jobs")

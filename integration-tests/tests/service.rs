@@ -222,10 +222,10 @@ async fn a_malformed_message_never_fails_the_rest_of_its_batch() {
 }
 
 #[tokio::test]
-async fn a_dead_lettered_job_ends_failed_with_internal_error() {
-    // The redrive itself (a message that keeps failing goes to the DLQ) is proven in chain.rs.
-    // Here: what the DLQ's event source mapping does with such a message. The job is enqueued on
-    // the DLQ directly, as the redrive would leave it.
+async fn a_young_dead_letter_goes_round_again_and_finishes() {
+    // What the DLQ's event source mapping does with a message the jobs queue gave up on (the
+    // redrive itself is in chain.rs): the job is young, nothing blamed it, so it goes back to the
+    // jobs queue and is converted. The job is enqueued on the DLQ directly, as the redrive leaves it.
     let (_, info) = stack().await;
     let dlq_url = dlq_url(&info);
     let dlq_state = state_with(|r, _| r.jobs_queue_url = dlq_url.clone()).await;
@@ -236,15 +236,11 @@ async fn a_dead_lettered_job_ends_failed_with_internal_error() {
     let job = wait_done(&dlq_state, std::slice::from_ref(&id))
         .await
         .remove(0);
-    assert_eq!(job.status, JobStatus::Failed);
-    assert_eq!(job.error.as_ref().unwrap().code, "internal_error");
-    let r = call(
-        &dlq_state,
-        Req::new("GET", &format!("/v1/jobs/{id}")).key(&key),
-    )
+    assert_eq!(job.status, JobStatus::Done, "{job:?}");
+    wait_for_log(&dlq_state, Function::Resize, Duration::from_secs(30), |l| {
+        l.contains(&id) && l.contains("dead-lettered job sent back to the jobs queue")
+    })
     .await;
-    assert_eq!(r.json["status"], "failed", "{}", r.json);
-    assert_eq!(r.json["error"]["code"], "internal_error");
     // A second copy is consumed without touching the finished job.
     dlq_state
         .adapters
@@ -271,6 +267,53 @@ async fn a_dead_lettered_job_ends_failed_with_internal_error() {
         .unwrap()
         .unwrap();
     assert_eq!(again.updated_at, job.updated_at);
+}
+
+#[tokio::test]
+async fn an_old_dead_letter_expires_once_and_unblamed() {
+    // A job created 20 minutes ago (the local stack's MaxJobAgeSeconds is 15 minutes) coming out
+    // of the DLQ: too old to be useful, it ends `expired`, with exactly one usage item.
+    let (_, info) = stack().await;
+    let dlq_url = dlq_url(&info);
+    let clock =
+        resizer_app::Clock::fixed(time::OffsetDateTime::now_utc() - time::Duration::minutes(20));
+    let dlq_state = state_with(|r, _| r.jobs_queue_url = dlq_url.clone())
+        .await
+        .with_clock(clock);
+    let (_, key) = customer(&dlq_state, None).await;
+    let r = submit(&dlq_state, &key, "width=32", png(64, 64), "image/png").await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let id = r.job_id();
+    let job = wait_done(&dlq_state, std::slice::from_ref(&id))
+        .await
+        .remove(0);
+    assert_eq!(job.status, JobStatus::Failed);
+    let e = job.error.clone().unwrap();
+    assert_eq!(e.code, "expired", "{e:?}");
+    assert!(resizer_app::SYSTEM_FAILURES.contains(&e.code.as_str()));
+    let hour = HourKey::of(job.created_at);
+    let items: Vec<_> = dlq_state
+        .app
+        .stores
+        .usage_log
+        .records_of_hour(hour)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.job_id == job.job_id)
+        .collect();
+    assert_eq!(items.len(), 1, "one usage item");
+    assert_eq!(items[0].error_code.as_deref(), Some("expired"));
+    let staged = dlq_state
+        .app
+        .stores
+        .staging
+        .head(&job.staging_key.to_string())
+        .await;
+    assert!(
+        staged.unwrap_err().is_not_found(),
+        "its staged body is removed"
+    );
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_sqs::types::QueueAttributeName;
-use resizer_app::SETTINGS_ENV;
+use resizer_app::{SETTINGS, STAGE_ENV};
 use resizer_aws::resources;
 use resizer_core::job::JobStatus;
 use resizer_integration_tests::{Error, Result, TestEnv, unique};
@@ -25,7 +25,8 @@ fn function_env() -> Vec<(&'static str, Option<&'static str>)> {
     resources::ALL
         .iter()
         .filter_map(|r| Some((r.env?, Some(r.output))))
-        .chain(SETTINGS_ENV.iter().map(|e| (*e, None)))
+        .chain(SETTINGS.iter().map(|s| (s.env, None)))
+        .chain([(STAGE_ENV, None)])
         .chain([("RUST_LOG", None)])
         .collect()
 }
@@ -229,7 +230,12 @@ async fn jobs_queue_redrives_to_the_dlq_and_outlasts_the_resize_timeout() -> Res
         serde_json::Value::String(s) => s.parse().ok(),
         _ => None,
     };
-    assert_eq!(max_receive, Some(3), "maxReceiveCount");
+    let configured = env
+        .stack
+        .parameter("MaxReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    assert_eq!(max_receive, Some(configured), "maxReceiveCount");
 
     let resize = env
         .lambda

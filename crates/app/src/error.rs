@@ -16,7 +16,13 @@ pub enum StoreError {
     /// Throttling, a 5xx, a timeout or a connection failure: worth retrying later.
     #[error("{op}: dependency unavailable: {detail}")]
     Unavailable { op: &'static str, detail: String },
-    /// Anything else (access denied, validation, a bug of ours): retrying will not help.
+    /// This request can never succeed: the store refused it as invalid (a validation error),
+    /// or what it holds cannot be read (an item that does not parse). Retrying will not help;
+    /// the job it is about cannot be processed.
+    #[error("{op}: rejected: {detail}")]
+    Rejected { op: &'static str, detail: String },
+    /// Anything else (access denied, a misconfiguration): retrying soon will not help, but a
+    /// deploy may.
     #[error("{op}: {detail}")]
     Other { op: &'static str, detail: String },
 }
@@ -32,6 +38,17 @@ impl StoreError {
 
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, StoreError::Rejected { .. })
+    }
+
+    pub fn rejected(op: &'static str, detail: impl Into<String>) -> Self {
+        StoreError::Rejected {
+            op,
+            detail: detail.into(),
+        }
     }
 
     pub fn other(op: &'static str, detail: impl Into<String>) -> Self {
@@ -78,6 +95,9 @@ pub enum AppError {
     Truncated(String),
     #[error("{0}")]
     QuotaExceeded(String),
+    /// The request reuses an `Idempotency-Key` for another request.
+    #[error("{0}")]
+    IdempotencyConflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -18,7 +18,7 @@ pub mod memory;
 pub mod metrics;
 pub mod ports;
 mod process;
-mod settings;
+pub mod settings;
 mod submit;
 
 use std::sync::Arc;
@@ -30,9 +30,9 @@ pub use auth::{AuthCache, Principal};
 pub use clock::Clock;
 pub use error::{AppError, StoreError};
 pub use metrics::{Metrics, Unit};
-pub use process::Disposition;
-pub use settings::{ConfigError, SETTINGS_ENV, Settings, number, required};
-pub use submit::{Input, MAX_WAIT_SECONDS, Submission, Upload};
+pub use process::{Delivery, Disposition, FINISH_MARGIN, SYSTEM_FAILURES};
+pub use settings::{ConfigError, SETTINGS, STAGE_ENV, Setting, Settings, required};
+pub use submit::{Input, MAX_WAIT_SECONDS, Submission, Submitted, Upload};
 
 use ports::{Accounts, JobQueue, JobStore, ObjectStore, Rollups, UsageLog};
 
@@ -58,6 +58,8 @@ pub struct Stores {
     /// The long-term usage record (gzip JSON Lines per customer and hour).
     pub archive: Arc<dyn ObjectStore>,
     pub queue: Arc<dyn JobQueue>,
+    /// Where the jobs queue puts the messages that failed all their receives.
+    pub dead_letters: Arc<dyn JobQueue>,
     pub accounts: Arc<dyn Accounts>,
     pub usage_log: Arc<dyn UsageLog>,
     pub rollups: Arc<dyn Rollups>,

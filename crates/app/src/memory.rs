@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use resizer_core::job::{Job, JobId, JobMessage, JobStatus};
+use resizer_core::job::{Job, JobError, JobId, JobMessage, JobStatus};
 use resizer_core::key::{ApiKey, Customer, CustomerStatus, KeyRecord, KeyStatus};
 use resizer_core::usage::{HourKey, Period, Totals, UsageRecord};
 use time::OffsetDateTime;
@@ -107,6 +107,7 @@ pub struct Memory {
     pub results: Arc<MemoryObjects>,
     pub archive: Arc<MemoryObjects>,
     pub queue: Arc<MemoryQueue>,
+    pub dead_letters: Arc<MemoryQueue>,
     pub accounts: Arc<MemoryAccounts>,
     pub usage_log: Arc<MemoryUsageLog>,
     pub rollups: Arc<MemoryRollups>,
@@ -142,8 +143,16 @@ impl Memory {
             results: objects("results"),
             archive: objects("archive"),
             queue: Arc::new(MemoryQueue {
+                ops: ("queue.send", "queue.defer"),
                 faults: faults.clone(),
                 sent: Mutex::default(),
+                deferred: Mutex::default(),
+            }),
+            dead_letters: Arc::new(MemoryQueue {
+                ops: ("dead_letters.send", "dead_letters.defer"),
+                faults: faults.clone(),
+                sent: Mutex::default(),
+                deferred: Mutex::default(),
             }),
             accounts: Arc::new(MemoryAccounts {
                 faults: faults.clone(),
@@ -167,6 +176,7 @@ impl Memory {
             results: self.results.clone(),
             archive: self.archive.clone(),
             queue: self.queue.clone(),
+            dead_letters: self.dead_letters.clone(),
             accounts: self.accounts.clone(),
             usage_log: self.usage_log.clone(),
             rollups: self.rollups.clone(),
@@ -263,10 +273,47 @@ impl JobStore for MemoryJobs {
         if job.status.is_terminal() {
             return Ok(Claim::Finished(job.clone()));
         }
+        if job.status == JobStatus::Processing && !job.released {
+            job.crashes += 1;
+        }
         job.status = JobStatus::Processing;
+        job.released = false;
         job.updated_at = now;
         job.attempts += 1;
         Ok(Claim::Claimed(job.clone()))
+    }
+
+    async fn fail_unreadable(
+        &self,
+        id: &JobId,
+        error: &JobError,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.faults.check("jobs.fail_unreadable")?;
+        let mut jobs = lock(&self.jobs);
+        match jobs.get_mut(id) {
+            Some(j) if !j.status.is_terminal() => {
+                j.status = JobStatus::Failed;
+                j.error = Some(error.clone());
+                j.updated_at = now;
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict {
+                op: "jobs.fail_unreadable",
+            }),
+        }
+    }
+
+    async fn release(&self, id: &JobId, attempt: u32) -> Result<(), StoreError> {
+        self.faults.check("jobs.release")?;
+        let mut jobs = lock(&self.jobs);
+        match jobs.get_mut(id) {
+            Some(j) if j.status == JobStatus::Processing && j.attempts == attempt => {
+                j.released = true;
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict { op: "jobs.release" }),
+        }
     }
 
     async fn finish(&self, job: &Job, usage: &UsageRecord) -> Result<Finish, StoreError> {
@@ -403,8 +450,11 @@ impl ObjectStore for MemoryObjects {
 
 #[derive(Debug)]
 pub struct MemoryQueue {
+    /// The operation names of `send` and `defer`, for Faults.
+    ops: (&'static str, &'static str),
     faults: Arc<Faults>,
     sent: Mutex<Vec<JobMessage>>,
+    deferred: Mutex<Vec<(String, Duration)>>,
 }
 
 impl MemoryQueue {
@@ -412,13 +462,24 @@ impl MemoryQueue {
     pub fn sent(&self) -> Vec<JobMessage> {
         lock(&self.sent).clone()
     }
+
+    /// Every redelivery pushed back: (receipt, delay), in order.
+    pub fn deferred(&self) -> Vec<(String, Duration)> {
+        lock(&self.deferred).clone()
+    }
 }
 
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn send(&self, msg: &JobMessage) -> Result<(), StoreError> {
-        self.faults.check("queue.send")?;
+        self.faults.check(self.ops.0)?;
         lock(&self.sent).push(msg.clone());
+        Ok(())
+    }
+
+    async fn defer(&self, receipt_handle: &str, delay: Duration) -> Result<(), StoreError> {
+        self.faults.check(self.ops.1)?;
+        lock(&self.deferred).push((receipt_handle.to_owned(), delay));
         Ok(())
     }
 }

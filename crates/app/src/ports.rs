@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use resizer_core::image::{ImageError, ImageInfo, Limits};
-use resizer_core::job::{Job, JobId, JobMessage};
+use resizer_core::job::{Job, JobError, JobId, JobMessage};
 use resizer_core::key::{Customer, CustomerStatus, KeyRecord};
 use resizer_core::transform::{Format, TransformSpec};
 use resizer_core::usage::{HourKey, Period, Totals, UsageRecord};
@@ -49,8 +49,22 @@ pub trait JobStore: Send + Sync {
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError>;
     /// Removes a job that never made it onto the queue. Only a `queued` job can be removed.
     async fn delete_queued(&self, id: &JobId) -> Result<(), StoreError>;
-    /// `queued` → `processing`, or a redelivered `processing` with its attempt count raised.
+    /// `queued` → `processing`, or a redelivered `processing` with its attempt count raised. A
+    /// `processing` job its previous attempt did not release counts a crash (`crashes` + 1): that
+    /// attempt died while working on it.
     async fn claim(&self, id: &JobId, now: OffsetDateTime) -> Result<Claim, StoreError>;
+    /// Gives a claimed job back after a transient failure (attempt `attempt`), so that its next
+    /// claim does not count a crash. Only the attempt that holds the job can release it.
+    async fn release(&self, id: &JobId, attempt: u32) -> Result<(), StoreError>;
+    /// Fails an unfinished job without reading it: its item is unreadable, or a write about it
+    /// was rejected as invalid, so it can never be processed. No usage record (nothing is known
+    /// of it to record).
+    async fn fail_unreadable(
+        &self,
+        id: &JobId,
+        error: &JobError,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
     /// Moves `job` to its terminal status (with `result` or `error`) and writes its usage record,
     /// atomically: both or neither.
     async fn finish(&self, job: &Job, usage: &UsageRecord) -> Result<Finish, StoreError>;
@@ -87,10 +101,12 @@ pub trait ObjectStore: Send + Sync {
     async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError>;
 }
 
-/// The jobs queue.
+/// A queue of job messages: the jobs queue or its dead-letter queue.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn send(&self, msg: &JobMessage) -> Result<(), StoreError>;
+    /// Pushes the next delivery of a received message back by `delay` (its visibility timeout).
+    async fn defer(&self, receipt_handle: &str, delay: Duration) -> Result<(), StoreError>;
 }
 
 /// The api-keys and customers tables: the management plane writes them, authentication reads

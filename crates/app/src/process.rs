@@ -1,57 +1,156 @@
-//! The resize function's use cases: process a job message from the jobs queue, and finish a job
-//! whose message was dead-lettered.
+//! The resize function's use cases: process a job message from the jobs queue, and finish (or
+//! send back) a job whose message was dead-lettered.
 //!
 //! - Claim the job (a conditional write), read the staged image within its byte limit, convert
-//!   it, store the result, then write the job's terminal state and its usage record together.
-//! - A permanent failure (a bad image, a limit) finishes the job `failed` and consumes the
-//!   message. A transient one (throttling, 5xx, timeouts) leaves the message for redelivery.
+//!   it within the invocation's deadline, store the result, then write the job's terminal state
+//!   and its usage record together.
+//! - A failure of the image itself (corrupt, over a limit, too slow to convert, or crashing the
+//!   function `max_crashes` times) finishes the job `failed` and consumes the message.
+//! - A failure of a dependency (throttling, 5xx, timeouts, a store refusing us) gives the job back
+//!   and leaves the message for redelivery, later each time (the retry backoff), so that an outage
+//!   of an hour costs waiting, not failed jobs.
 //! - A redelivered message of a finished job is consumed without work, so nothing is done or
 //!   counted twice.
+//! - From the dead-letter queue, a job that is still young goes back to the jobs queue; only one
+//!   too old to be useful ends `failed` with `expired`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use resizer_core::image::ImageError;
 use resizer_core::job::{Job, JobError, JobMessage, ResultMeta};
 use resizer_core::usage::UsageRecord;
 
 use crate::metrics::Unit;
-use crate::ports::{Claim, Converted, Converter, Finish};
+use crate::ports::{Claim, Converted, Converter, Finish, JobQueue};
 use crate::submit::epoch_ms;
 use crate::{App, StoreError};
+
+/// The error codes of a job that failed through no fault of its own: not billed, and an alarm
+/// when they rise.
+pub const SYSTEM_FAILURES: [&str; 2] = ["expired", "internal_error"];
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     /// Done with: the queue may delete it.
     Consumed,
-    /// Leave it for redelivery (a transient failure).
-    Retry,
+    /// Leave it for redelivery (a transient failure), not before `after`.
+    Retry { after: Duration },
 }
 
+/// One delivery of a job message.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub message: &'a JobMessage,
+    /// How many times the queue has handed the message out, this time included.
+    pub receives: u32,
+    /// The receipt of this delivery, to push the next one back.
+    pub receipt: Option<&'a str>,
+    /// When the invocation must have answered; the conversion gets what is left minus a margin
+    /// for storing the result.
+    pub deadline: Option<Instant>,
+}
+
+/// What a conversion needs left after it, to store the result and record the outcome.
+pub const FINISH_MARGIN: Duration = Duration::from_secs(3);
+
+/// The shortest time a conversion is given, however late the invocation started.
+const MIN_CONVERSION_TIME: Duration = Duration::from_secs(1);
+
 impl App {
-    /// Processes one message of the jobs queue, received `receives` times so far.
-    pub async fn process(
-        &self,
-        msg: &JobMessage,
-        receives: u32,
-        converter: Arc<dyn Converter>,
-    ) -> Disposition {
-        retry_on_store_error(self.convert(msg, receives, converter).await)
+    /// Processes one message of the jobs queue.
+    pub async fn process(&self, d: Delivery<'_>, converter: Arc<dyn Converter>) -> Disposition {
+        let r = self.convert(d, converter).await;
+        self.settle(r, d, &*self.stores.queue).await
     }
 
-    /// A message that failed its receives on the jobs queue: the job, if still unfinished, ends
-    /// `failed` with `internal_error`, so that no job is left hanging.
-    pub async fn finish_dead_letter(&self, msg: &JobMessage) -> Disposition {
-        retry_on_store_error(self.dead_lettered(msg).await)
+    /// A message that failed its receives on the jobs queue.
+    pub async fn finish_dead_letter(&self, d: Delivery<'_>) -> Disposition {
+        let r = self.dead_lettered(d).await;
+        self.settle(r, d, &*self.stores.dead_letters).await
+    }
+
+    /// A transient failure pushes the message's next delivery back by the retry backoff.
+    async fn settle(
+        &self,
+        r: Result<Disposition, StoreError>,
+        d: Delivery<'_>,
+        queue: &dyn JobQueue,
+    ) -> Disposition {
+        let disposition = match r {
+            Ok(d) => d,
+            Err(e) if e.is_rejected() => self.reject(d.message, &e).await,
+            Err(e) => {
+                // A dependency down or throttling: soon, then later and later. Anything else
+                // (access denied, a misconfiguration) will not pass before a deploy fixes it:
+                // the longest wait straight away.
+                let after = if e.is_retryable() {
+                    self.settings.retry_delay(d.receives)
+                } else {
+                    self.settings.retry_backoff_max
+                };
+                tracing::warn!(error = %e, retryable = e.is_retryable(), receives = d.receives, after_s = after.as_secs(), "transient failure; the message will be redelivered");
+                self.metrics.emit(
+                    &[(
+                        "Kind",
+                        if e.is_retryable() {
+                            "dependency"
+                        } else {
+                            "refused"
+                        },
+                    )],
+                    &[("TransientFailures", Unit::Count, 1.0)],
+                );
+                Disposition::Retry { after }
+            }
+        };
+        if let (Disposition::Retry { after }, Some(receipt)) = (disposition, d.receipt)
+            && let Err(e) = queue.defer(receipt, after).await
+        {
+            tracing::warn!(error = %e, "could not push the redelivery back; the queue's visibility timeout applies");
+        }
+        disposition
+    }
+
+    /// A job that can never be processed: its item does not parse, or the store rejects a write
+    /// about it as invalid. It ends `failed` without being read.
+    async fn reject(&self, msg: &JobMessage, e: &StoreError) -> Disposition {
+        tracing::error!(error = %e, "the job cannot be processed (unreadable or rejected); failing it");
+        let error = JobError::new(
+            "internal_error",
+            "the job could not be processed because of an error of ours; it is not billed, \
+             please submit it again",
+        );
+        match self
+            .stores
+            .jobs
+            .fail_unreadable(&msg.job_id, &error, self.now())
+            .await
+        {
+            Ok(()) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {
+                self.metrics.emit(
+                    &[("Code", "internal_error")],
+                    &[("Failures", Unit::Count, 1.0)],
+                );
+                Disposition::Consumed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not fail the job; the message will be redelivered");
+                Disposition::Retry {
+                    after: self.settings.retry_backoff_max,
+                }
+            }
+        }
     }
 
     async fn convert(
         &self,
-        msg: &JobMessage,
-        receives: u32,
+        d: Delivery<'_>,
         converter: Arc<dyn Converter>,
     ) -> Result<Disposition, StoreError> {
         let started = Instant::now();
+        let msg = d.message;
         let job = match self.stores.jobs.claim(&msg.job_id, self.now()).await? {
             Claim::Claimed(job) => job,
             Claim::Finished(job) => {
@@ -70,9 +169,31 @@ impl App {
             let error = JobError::new("internal_error", "inconsistent job message");
             return self.fail(job, error, 0, started).await;
         }
+        if job.crashes >= self.settings.max_crashes {
+            return self.fail(job.clone(), crashed(&job), 0, started).await;
+        }
         let queue_wait_ms = (epoch_ms(self.now()) - msg.enqueued_at_ms).max(0);
-        tracing::info!(attempt = job.attempts, receives, queue_wait_ms, customer_id = %job.customer_id, "job claimed");
+        tracing::info!(attempt = job.attempts, crashes = job.crashes, receives = d.receives, queue_wait_ms, customer_id = %job.customer_id, "job claimed");
+        match self.run(&job, d, converter, started, queue_wait_ms).await {
+            Err(e) => {
+                // Give the job back, so that its next claim does not count a crash.
+                if let Err(r) = self.stores.jobs.release(&job.job_id, job.attempts).await {
+                    tracing::warn!(error = %r, "could not release the job; its next claim counts a crash");
+                }
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
 
+    async fn run(
+        &self,
+        job: &Job,
+        d: Delivery<'_>,
+        converter: Arc<dyn Converter>,
+        started: Instant,
+        queue_wait_ms: i64,
+    ) -> Result<Disposition, StoreError> {
         let key = job.staging_key.to_string();
         let max_bytes = if job.staging_key.is_inline() {
             self.settings.max_inline_bytes
@@ -85,7 +206,7 @@ impl App {
             Err(e) if e.is_not_found() => {
                 let m = "the staged image no longer exists (uploads expire after 24 hours)";
                 return self
-                    .fail(job, JobError::new("not_found", m), 0, started)
+                    .fail(job.clone(), JobError::new("not_found", m), 0, started)
                     .await;
             }
             Err(e) => return Err(e),
@@ -95,33 +216,53 @@ impl App {
                 "the image is {} bytes, over the limit of {max_bytes} bytes",
                 head.size
             );
-            return self
-                .fail(job, JobError::new("payload_too_large", m), 0, started)
-                .await;
+            let error = JobError::new("payload_too_large", m);
+            return self.fail(job.clone(), error, 0, started).await;
         }
         let input = self.stores.staging.get(&key, max_bytes).await?;
 
         let spec = job.params.clone();
         let limits = self.settings.limits;
-        let run =
-            tokio::task::spawn_blocking(move || converter.convert(&input, &spec, &limits)).await;
-        let conversion = match run {
-            Ok(c) => c,
-            Err(e) => {
+        let budget = conversion_budget(d.deadline);
+        let task = tokio::task::spawn_blocking(move || converter.convert(&input, &spec, &limits));
+        let conversion = match tokio::time::timeout(budget, task).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "conversion task panicked");
-                return Ok(Disposition::Retry);
+                return Err(StoreError::other(
+                    "conversion",
+                    "the conversion task panicked",
+                ));
+            }
+            Err(_) => {
+                // The same input would take as long again: the job's own failure. The abandoned
+                // conversion runs on; the function's environment is recycled once idle.
+                tracing::warn!(
+                    budget_ms = budget.as_millis() as u64,
+                    "conversion over its deadline; job failed"
+                );
+                let e = ImageError::Timeout(format!(
+                    "converting the image took longer than the {:.1} s a conversion may take",
+                    budget.as_secs_f64()
+                ));
+                let error = JobError::new(e.code(), e.to_string());
+                let cpu_ms = budget.as_millis() as u64;
+                return self.fail(job.clone(), error, cpu_ms, started).await;
             }
         };
         let cpu_ms = conversion.cpu.as_millis() as u64;
         match conversion.result {
-            Ok(out) => self.succeed(job, out, cpu_ms, queue_wait_ms, started).await,
+            Ok(out) => {
+                self.succeed(job.clone(), out, cpu_ms, queue_wait_ms, started)
+                    .await
+            }
             Err(e) if e.is_permanent() => {
                 let error = JobError::new(e.code(), e.to_string());
-                self.fail(job, error, cpu_ms, started).await
+                self.fail(job.clone(), error, cpu_ms, started).await
             }
             Err(e) => {
                 tracing::error!(error = %e, "conversion failed with an internal error; will retry");
-                Ok(Disposition::Retry)
+                Err(StoreError::other("conversion", e.to_string()))
             }
         }
     }
@@ -179,7 +320,7 @@ impl App {
         Ok(Disposition::Consumed)
     }
 
-    /// Finishes a claimed (or queued) job as failed, with its usage record. Permanent: consumed.
+    /// Finishes a claimed (or queued) job as failed, with its usage record. Consumed.
     async fn fail(
         &self,
         mut job: Job,
@@ -201,9 +342,10 @@ impl App {
         Ok(Disposition::Consumed)
     }
 
-    async fn dead_lettered(&self, msg: &JobMessage) -> Result<Disposition, StoreError> {
+    async fn dead_lettered(&self, d: Delivery<'_>) -> Result<Disposition, StoreError> {
         self.metrics
             .emit(&[], &[("DeadLettered", Unit::Count, 1.0)]);
+        let msg = d.message;
         let Some(job) = self.stores.jobs.get(&msg.job_id).await? else {
             tracing::warn!("dead-lettered message for a missing job; consumed");
             return Ok(Disposition::Consumed);
@@ -212,12 +354,35 @@ impl App {
             tracing::info!(status = %job.status, "dead-lettered message for a finished job; consumed");
             return Ok(Disposition::Consumed);
         }
-        tracing::error!(customer_id = %job.customer_id, attempts = job.attempts, "job dead-lettered; marking it failed");
-        let error = JobError::new(
-            "internal_error",
-            "the job could not be processed after repeated attempts; please retry it",
-        );
-        self.fail(job, error, 0, Instant::now()).await
+        if job.crashes >= self.settings.max_crashes {
+            return self
+                .fail(job.clone(), crashed(&job), 0, Instant::now())
+                .await;
+        }
+        let age = (self.now() - job.created_at).unsigned_abs();
+        if age >= self.settings.max_job_age {
+            tracing::error!(customer_id = %job.customer_id, attempts = job.attempts, age_s = age.as_secs(), "dead-lettered job too old to process; it expires");
+            let error = JobError::new(
+                "expired",
+                format!(
+                    "the job could not be processed within {} hours (a service outage); it is not \
+                     billed, please submit it again",
+                    self.settings.max_job_age.as_secs() / 3600
+                ),
+            );
+            return self.fail(job, error, 0, Instant::now()).await;
+        }
+        // A dependency was down for longer than the jobs queue's receives last: send the job
+        // round again.
+        let again = JobMessage {
+            enqueued_at_ms: epoch_ms(self.now()),
+            redrives: msg.redrives + 1,
+            ..msg.clone()
+        };
+        self.stores.queue.send(&again).await?;
+        tracing::warn!(customer_id = %job.customer_id, attempts = job.attempts, redrives = again.redrives, "dead-lettered job sent back to the jobs queue");
+        self.metrics.emit(&[], &[("Redriven", Unit::Count, 1.0)]);
+        Ok(Disposition::Consumed)
     }
 
     /// Inline bodies are staged for one job and removed once it is finished. Uploads stay until
@@ -235,12 +400,25 @@ impl App {
     }
 }
 
-fn retry_on_store_error(r: Result<Disposition, StoreError>) -> Disposition {
-    match r {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, retryable = e.is_retryable(), "transient failure; the message will be redelivered");
-            Disposition::Retry
-        }
+/// The failure of a job that kept killing the function.
+fn crashed(job: &Job) -> JobError {
+    JobError::new(
+        "processing_failed",
+        format!(
+            "the image could not be processed: the conversion stopped without an answer {} times \
+             (it crashed or ran out of time or memory)",
+            job.crashes
+        ),
+    )
+}
+
+/// What a conversion may take: up to the invocation's deadline, minus the finish margin.
+fn conversion_budget(deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(d) => d
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(FINISH_MARGIN)
+            .max(MIN_CONVERSION_TIME),
+        None => Duration::from_secs(900),
     }
 }

@@ -1,10 +1,148 @@
 //! The service's settings: limits, lifetimes and sizes, read once at cold start from the
-//! environment (which the template fills from its parameters). A missing or malformed value fails
+//! environment, which the template fills from its parameters. A missing or malformed value fails
 //! the cold start with a message naming the variable, rather than failing the first request.
+//!
+//! [`SETTINGS`] is the one list of them: each setting's variable, the template parameter that
+//! sets it, its default and its range. A test holds `template.yaml`'s parameters to it, so a value
+//! CloudFormation accepts is a value the functions accept.
 
 use std::time::Duration;
 
 use resizer_core::image::Limits;
+
+/// One numeric setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The environment variable the functions read.
+    pub env: &'static str,
+    /// The template parameter that sets it.
+    pub parameter: &'static str,
+    pub default: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+const fn setting(
+    env: &'static str,
+    parameter: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Setting {
+    Setting {
+        env,
+        parameter,
+        default,
+        min,
+        max,
+    }
+}
+
+pub const MAX_INLINE_BYTES: Setting =
+    // Lambda's payload limit is 6 MB and API Gateway base64-encodes binary bodies.
+    setting(
+        "MAX_INLINE_BYTES",
+        "MaxInlineBytes",
+        4 * 1024 * 1024,
+        1,
+        4_500_000,
+    );
+pub const MAX_UPLOAD_BYTES: Setting = setting(
+    "MAX_UPLOAD_BYTES",
+    "MaxUploadBytes",
+    25 * 1024 * 1024,
+    1,
+    5 << 30,
+);
+pub const MAX_INPUT_PIXELS: Setting =
+    setting("MAX_INPUT_PIXELS", "MaxInputPixels", 50_000_000, 1, 1 << 32);
+pub const MAX_INPUT_SIDE: Setting = setting("MAX_INPUT_SIDE", "MaxInputSide", 16_384, 1, 65_535);
+pub const MAX_OUTPUT_SIDE: Setting = setting(
+    "MAX_OUTPUT_SIDE",
+    "MaxOutputSide",
+    8_192,
+    1,
+    resizer_core::transform::MAX_DIMENSION as u64,
+);
+pub const MAX_OUTPUT_PIXELS: Setting = setting(
+    "MAX_OUTPUT_PIXELS",
+    "MaxOutputPixels",
+    40_000_000,
+    1,
+    1 << 26,
+);
+pub const MAX_SLOW_OUTPUT_PIXELS: Setting = setting(
+    "MAX_SLOW_OUTPUT_PIXELS",
+    "MaxSlowOutputPixels",
+    8_000_000,
+    1,
+    1 << 26,
+);
+pub const AUTH_CACHE_TTL_SECONDS: Setting =
+    setting("AUTH_CACHE_TTL_SECONDS", "AuthCacheTtlSeconds", 60, 0, 3600);
+pub const RESULT_URL_TTL_SECONDS: Setting = setting(
+    "RESULT_URL_TTL_SECONDS",
+    "ResultUrlTtlSeconds",
+    900,
+    1,
+    7 * 24 * 3600,
+);
+pub const UPLOAD_URL_TTL_SECONDS: Setting = setting(
+    "UPLOAD_URL_TTL_SECONDS",
+    "UploadUrlTtlSeconds",
+    900,
+    1,
+    3600,
+);
+pub const USAGE_SHARDS: Setting = setting("USAGE_SHARDS", "UsageShards", 16, 1, 1000);
+pub const USAGE_LATE_WINDOW_HOURS: Setting =
+    setting("USAGE_LATE_WINDOW_HOURS", "UsageLateWindowHours", 3, 0, 48);
+pub const RETRY_BACKOFF_BASE_SECONDS: Setting = setting(
+    "RETRY_BACKOFF_BASE_SECONDS",
+    "RetryBackoffBaseSeconds",
+    15,
+    1,
+    900,
+);
+/// SQS caps a message's visibility timeout at 12 hours.
+pub const RETRY_BACKOFF_MAX_SECONDS: Setting = setting(
+    "RETRY_BACKOFF_MAX_SECONDS",
+    "RetryBackoffMaxSeconds",
+    900,
+    1,
+    43_200,
+);
+pub const MAX_CRASHES: Setting = setting("MAX_CRASHES", "MaxCrashes", 3, 1, 100);
+pub const MAX_JOB_AGE_SECONDS: Setting = setting(
+    "MAX_JOB_AGE_SECONDS",
+    "MaxJobAgeSeconds",
+    86_400,
+    60,
+    6 * 86_400,
+);
+
+/// Every numeric setting.
+pub const SETTINGS: &[Setting] = &[
+    MAX_INLINE_BYTES,
+    MAX_UPLOAD_BYTES,
+    MAX_INPUT_PIXELS,
+    MAX_INPUT_SIDE,
+    MAX_OUTPUT_SIDE,
+    MAX_OUTPUT_PIXELS,
+    MAX_SLOW_OUTPUT_PIXELS,
+    AUTH_CACHE_TTL_SECONDS,
+    RESULT_URL_TTL_SECONDS,
+    UPLOAD_URL_TTL_SECONDS,
+    USAGE_SHARDS,
+    USAGE_LATE_WINDOW_HOURS,
+    RETRY_BACKOFF_BASE_SECONDS,
+    RETRY_BACKOFF_MAX_SECONDS,
+    MAX_CRASHES,
+    MAX_JOB_AGE_SECONDS,
+];
+
+/// The stage's variable (a string, not in [`SETTINGS`]).
+pub const STAGE_ENV: &str = "STAGE";
 
 /// Everything the use cases need to know besides where the resources are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,23 +164,17 @@ pub struct Settings {
     pub usage_shards: u32,
     /// Hours before the current one that the aggregator recomputes (late arrivals).
     pub usage_late_window_hours: u32,
+    /// How long a message waits before its first redelivery after a transient failure; each
+    /// further failure doubles it, up to [`Settings::retry_backoff_max`].
+    pub retry_backoff_base: Duration,
+    pub retry_backoff_max: Duration,
+    /// After this many crashed attempts (the function died while converting), a job fails with
+    /// `processing_failed`: it is the job, not the service.
+    pub max_crashes: u32,
+    /// A job older than this when it comes out of the dead-letter queue ends `expired` instead of
+    /// being sent back to the jobs queue.
+    pub max_job_age: Duration,
 }
-
-/// Every environment variable [`Settings::from_lookup`] reads (a test holds it to that), so that
-/// the template test can check each function gets them all.
-pub const SETTINGS_ENV: [&str; 11] = [
-    "STAGE",
-    "MAX_INLINE_BYTES",
-    "MAX_UPLOAD_BYTES",
-    "MAX_INPUT_PIXELS",
-    "MAX_INPUT_SIDE",
-    "MAX_OUTPUT_SIDE",
-    "AUTH_CACHE_TTL_SECONDS",
-    "RESULT_URL_TTL_SECONDS",
-    "UPLOAD_URL_TTL_SECONDS",
-    "USAGE_SHARDS",
-    "USAGE_LATE_WINDOW_HOURS",
-];
 
 impl Default for Settings {
     fn default() -> Self {
@@ -73,30 +205,27 @@ pub fn required(
         .ok_or(ConfigError::Missing(name))
 }
 
-/// Reads an optional integer variable in `min..=max`, `default` when unset or empty.
-pub fn number(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    let Some(v) = get(name).filter(|v| !v.trim().is_empty()) else {
-        return Ok(default);
-    };
-    let n: u64 = v.trim().parse().map_err(|_| ConfigError::Invalid {
-        name,
-        value: v.clone(),
-        reason: "not a non-negative integer".into(),
-    })?;
-    if (min..=max).contains(&n) {
-        Ok(n)
-    } else {
-        Err(ConfigError::Invalid {
-            name,
-            value: v,
-            reason: format!("must be {min}..={max}"),
-        })
+impl Setting {
+    /// The setting's value from `get`: its default when unset or empty, else an integer in its
+    /// range.
+    pub fn read(&self, get: &impl Fn(&str) -> Option<String>) -> Result<u64, ConfigError> {
+        let Some(v) = get(self.env).filter(|v| !v.trim().is_empty()) else {
+            return Ok(self.default);
+        };
+        let n: u64 = v.trim().parse().map_err(|_| ConfigError::Invalid {
+            name: self.env,
+            value: v.clone(),
+            reason: "not a non-negative integer".into(),
+        })?;
+        if (self.min..=self.max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(ConfigError::Invalid {
+                name: self.env,
+                value: v,
+                reason: format!("must be {}..={}", self.min, self.max),
+            })
+        }
     }
 }
 
@@ -109,60 +238,42 @@ impl Settings {
     /// Reads from any lookup (the environment, a deployed function's environment, a test map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = &get;
-        let defaults = Limits::default();
+        let secs = |s: Setting| s.read(get).map(Duration::from_secs);
         let limits = Limits {
-            max_input_pixels: number(
-                get,
-                "MAX_INPUT_PIXELS",
-                defaults.max_input_pixels,
-                1,
-                1 << 32,
-            )?,
-            max_input_side: number(
-                get,
-                "MAX_INPUT_SIDE",
-                u64::from(defaults.max_input_side),
-                1,
-                65_535,
-            )? as u32,
-            max_output_side: number(
-                get,
-                "MAX_OUTPUT_SIDE",
-                u64::from(defaults.max_output_side),
-                1,
-                u64::from(resizer_core::transform::MAX_DIMENSION),
-            )? as u32,
+            max_input_pixels: MAX_INPUT_PIXELS.read(get)?,
+            max_input_side: MAX_INPUT_SIDE.read(get)? as u32,
+            max_output_side: MAX_OUTPUT_SIDE.read(get)? as u32,
+            max_output_pixels: MAX_OUTPUT_PIXELS.read(get)?,
+            max_slow_output_pixels: MAX_SLOW_OUTPUT_PIXELS.read(get)?,
         };
         Ok(Self {
-            stage: get("STAGE").unwrap_or_else(|| "dev".into()),
+            stage: get(STAGE_ENV).unwrap_or_else(|| "dev".into()),
             limits,
-            // Lambda's payload limit is 6 MB and API Gateway base64-encodes binary bodies.
-            max_inline_bytes: number(get, "MAX_INLINE_BYTES", 4 * 1024 * 1024, 1, 4_500_000)?,
-            max_upload_bytes: number(get, "MAX_UPLOAD_BYTES", 25 * 1024 * 1024, 1, 5 << 30)?,
-            auth_cache_ttl: Duration::from_secs(number(
-                get,
-                "AUTH_CACHE_TTL_SECONDS",
-                60,
-                0,
-                3600,
-            )?),
-            result_url_ttl: Duration::from_secs(number(
-                get,
-                "RESULT_URL_TTL_SECONDS",
-                900,
-                1,
-                7 * 24 * 3600,
-            )?),
-            upload_url_ttl: Duration::from_secs(number(
-                get,
-                "UPLOAD_URL_TTL_SECONDS",
-                900,
-                1,
-                3600,
-            )?),
-            usage_shards: number(get, "USAGE_SHARDS", 16, 1, 1000)? as u32,
-            usage_late_window_hours: number(get, "USAGE_LATE_WINDOW_HOURS", 3, 0, 48)? as u32,
+            max_inline_bytes: MAX_INLINE_BYTES.read(get)?,
+            max_upload_bytes: MAX_UPLOAD_BYTES.read(get)?,
+            auth_cache_ttl: secs(AUTH_CACHE_TTL_SECONDS)?,
+            result_url_ttl: secs(RESULT_URL_TTL_SECONDS)?,
+            upload_url_ttl: secs(UPLOAD_URL_TTL_SECONDS)?,
+            usage_shards: USAGE_SHARDS.read(get)? as u32,
+            usage_late_window_hours: USAGE_LATE_WINDOW_HOURS.read(get)? as u32,
+            retry_backoff_base: secs(RETRY_BACKOFF_BASE_SECONDS)?,
+            retry_backoff_max: secs(RETRY_BACKOFF_MAX_SECONDS)?,
+            max_crashes: MAX_CRASHES.read(get)? as u32,
+            max_job_age: secs(MAX_JOB_AGE_SECONDS)?,
         })
+    }
+
+    /// How long to leave a message invisible after its `receives`-th delivery failed for a
+    /// transient reason: the base, doubled per earlier receive, capped, with ±20 % jitter so that
+    /// the messages of one outage do not all come back at once.
+    pub fn retry_delay(&self, receives: u32) -> Duration {
+        let doublings = receives.saturating_sub(1).min(20);
+        let d = self
+            .retry_backoff_base
+            .saturating_mul(1 << doublings)
+            .min(self.retry_backoff_max);
+        let jitter = 0.8 + 0.4 * rand::random::<f64>();
+        d.mul_f64(jitter).min(self.retry_backoff_max)
     }
 }
 
@@ -185,6 +296,9 @@ mod tests {
         assert_eq!(c.result_url_ttl, Duration::from_secs(900));
         assert_eq!((c.usage_shards, c.usage_late_window_hours), (16, 3));
         assert_eq!(c, Settings::default());
+        for s in SETTINGS {
+            assert!(s.min <= s.default && s.default <= s.max, "{}", s.env);
+        }
     }
 
     #[test]
@@ -220,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn settings_env_lists_exactly_what_is_read() {
+    fn every_setting_is_read_and_nothing_else() {
         let asked = std::sync::Mutex::new(Vec::new());
         Settings::from_lookup(|k| {
             asked.lock().unwrap().push(k.to_owned());
@@ -229,7 +343,11 @@ mod tests {
         .unwrap();
         let mut asked = asked.into_inner().unwrap();
         asked.sort();
-        let mut listed: Vec<String> = SETTINGS_ENV.iter().map(|s| s.to_string()).collect();
+        let mut listed: Vec<String> = SETTINGS
+            .iter()
+            .map(|s| s.env.to_string())
+            .chain([STAGE_ENV.to_string()])
+            .collect();
         listed.sort();
         assert_eq!(asked, listed);
     }
@@ -244,5 +362,18 @@ mod tests {
         assert_eq!(c.auth_cache_ttl, Duration::from_secs(2));
         assert_eq!(c.limits.max_input_pixels, 1000);
         assert_eq!(c.stage, "prod");
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_with_jitter() {
+        let s = Settings::default();
+        for (receives, base) in [(1, 15.0), (2, 30.0), (3, 60.0), (6, 480.0)] {
+            let d = s.retry_delay(receives).as_secs_f64();
+            assert!((base * 0.8..=base * 1.2).contains(&d), "{receives}: {d}");
+        }
+        for receives in [7, 20, 1000] {
+            assert!(s.retry_delay(receives) <= Duration::from_secs(900));
+            assert!(s.retry_delay(receives) >= Duration::from_secs(720));
+        }
     }
 }

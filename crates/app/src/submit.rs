@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use resizer_core::image::{self, ImageInfo, truncation};
-use resizer_core::job::{InputMeta, Job, JobId, JobMessage, Source, StagingKey, UploadId};
+use resizer_core::job::{
+    IdempotencyKey, InputMeta, Job, JobId, JobMessage, Source, StagingKey, UploadId,
+};
 use resizer_core::transform::{Format, TransformSpec};
 use resizer_core::usage::{Period, Totals, UsageRange};
 use time::OffsetDateTime;
 
 use crate::ports::Presigned;
-use crate::{App, AppError, Principal, Settings};
+use crate::{App, AppError, Principal, Settings, StoreError};
 
 /// Longest `wait`, in seconds (API Gateway's integration timeout is 30 s).
 pub const MAX_WAIT_SECONDS: u64 = 20;
@@ -28,11 +30,20 @@ pub enum Input {
     Upload(String),
 }
 
-/// A job as submitted: the transform and the image.
+/// A job as submitted: the transform and the image, and the caller's idempotency key if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submission {
     pub spec: TransformSpec,
     pub input: Input,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// A created job, or the one an earlier request with the same idempotency key created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub job: Job,
+    /// Whether this is a retry answered with the earlier request's job.
+    pub replayed: bool,
 }
 
 impl Submission {
@@ -68,6 +79,7 @@ impl Submission {
         Ok(Self {
             spec,
             input: Input::Inline(body.to_vec()),
+            idempotency_key: None,
         })
     }
 
@@ -76,7 +88,32 @@ impl Submission {
         Self {
             spec,
             input: Input::Upload(upload_id),
+            idempotency_key: None,
         }
+    }
+
+    pub fn with_idempotency_key(mut self, key: Option<IdempotencyKey>) -> Self {
+        self.idempotency_key = key;
+        self
+    }
+
+    /// What the submission asks for, hashed: the transform and the image (its bytes, or the
+    /// upload it names).
+    pub fn request_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&self.spec).expect("a spec always serialises"));
+        match &self.input {
+            Input::Inline(body) => {
+                h.update(b"\0inline\0");
+                h.update(Sha256::digest(body));
+            }
+            Input::Upload(id) => {
+                h.update(b"\0upload\0");
+                h.update(id.as_bytes());
+            }
+        }
+        hex::encode(h.finalize())
     }
 }
 
@@ -93,25 +130,63 @@ impl App {
     /// Creates a job: checks the quota, stages the image (probing its header and, when inline,
     /// its completeness), writes the job `queued` and enqueues it. When the enqueue fails, the
     /// job and its staged body are removed again, so that nothing lingers for a job the caller
-    /// was told failed.
-    pub async fn submit(&self, principal: &Principal, sub: Submission) -> Result<Job, AppError> {
+    /// was told failed; if the job cannot be removed, it is answered as created (the sweeper
+    /// enqueues it), never as an error the caller would retry.
+    ///
+    /// With an idempotency key the job's id is derived from it: a retry of the same request is
+    /// answered with the job the first one created (whatever happened to that one's answer), and
+    /// the key reused for another request is refused.
+    pub async fn submit(
+        &self,
+        principal: &Principal,
+        sub: Submission,
+    ) -> Result<Submitted, AppError> {
+        let hash = sub.request_hash();
+        let keyed = sub
+            .idempotency_key
+            .as_ref()
+            .map(|k| JobId::for_idempotency_key(&principal.customer_id, k));
+        if let Some(id) = &keyed
+            && let Some(earlier) = self.stores.jobs.get(id).await?
+        {
+            return replay(earlier, &hash);
+        }
         if principal.over_quota() {
             return Err(principal.quota_exceeded());
         }
-        let job = match sub.input {
-            Input::Inline(body) => self.stage_inline(principal, sub.spec, body).await?,
-            Input::Upload(id) => self.stage_upload(principal, sub.spec, &id).await?,
+        let id = keyed.clone().unwrap_or_else(JobId::generate);
+        let mut job = match sub.input {
+            Input::Inline(body) => self.stage_inline(principal, id, sub.spec, body).await?,
+            Input::Upload(upload) => self.stage_upload(principal, id, sub.spec, &upload).await?,
         };
-        self.stores.jobs.put_new(&job).await?;
+        job.request_hash = Some(hash.clone());
+        match self.stores.jobs.put_new(&job).await {
+            Err(StoreError::Conflict { .. }) if keyed.is_some() => {
+                // The same key, at the same time: the other request created it.
+                let earlier = self.stores.jobs.get(&job.job_id).await?;
+                return replay(
+                    earlier.ok_or(StoreError::Conflict { op: "jobs.put_new" })?,
+                    &hash,
+                );
+            }
+            r => r?,
+        }
         let msg = JobMessage {
             job_id: job.job_id.clone(),
             customer_id: job.customer_id.clone(),
             enqueued_at_ms: epoch_ms(self.now()),
+            redrives: 0,
         };
         if let Err(e) = self.stores.queue.send(&msg).await {
             // The caller gets an error and no job id, so the job must not linger as `queued`.
             if let Err(d) = self.stores.jobs.delete_queued(&job.job_id).await {
-                tracing::error!(job_id = %job.job_id, error = %d, "could not remove an unqueued job");
+                // It lingers: then it is a job, and the sweeper enqueues it. Answering an error
+                // now would have the caller submit (and pay for) it twice.
+                tracing::warn!(job_id = %job.job_id, send_error = %e, delete_error = %d, "could not enqueue or remove a new job; the sweeper will enqueue it");
+                return Ok(Submitted {
+                    job,
+                    replayed: false,
+                });
             }
             if job.staging_key.is_inline()
                 && let Err(d) = self
@@ -124,16 +199,21 @@ impl App {
             }
             return Err(e.into());
         }
-        Ok(job)
+        Ok(Submitted {
+            job,
+            replayed: false,
+        })
     }
 
     async fn stage_inline(
         &self,
         principal: &Principal,
+        id: JobId,
         spec: TransformSpec,
         body: Vec<u8>,
     ) -> Result<Job, AppError> {
         let info = image::probe(&body, &self.settings.limits)?;
+        self.settings.limits.check_output_of(&info, &spec)?;
         if let Some(why) = truncation(info.format, &body) {
             return Err(AppError::Truncated(format!(
                 "the {} image is truncated: {why}",
@@ -141,7 +221,8 @@ impl App {
             )));
         }
         let input = input_meta(info, body.len() as u64);
-        let job = Job::new(
+        let job = Job::new_with_id(
+            id,
             principal.customer_id.clone(),
             spec,
             input,
@@ -158,6 +239,7 @@ impl App {
     async fn stage_upload(
         &self,
         principal: &Principal,
+        id: JobId,
         spec: TransformSpec,
         upload_id: &str,
     ) -> Result<Job, AppError> {
@@ -191,7 +273,9 @@ impl App {
             .get_prefix(&key, PROBE_PREFIX_BYTES)
             .await?;
         let info = image::probe(&prefix, &self.settings.limits)?;
-        Ok(Job::new(
+        self.settings.limits.check_output_of(&info, &spec)?;
+        Ok(Job::new_with_id(
+            id,
             principal.customer_id.clone(),
             spec,
             input_meta(info, head.size),
@@ -200,23 +284,30 @@ impl App {
         ))
     }
 
-    /// Polls until the job is finished or `wait` has passed. Returns the latest state of the job.
-    pub async fn wait_for(&self, job: Job, wait: Duration) -> Result<Job, AppError> {
+    /// Polls until the job is finished or `wait` has passed, and answers its latest known state.
+    /// The job exists: a failed read ends the wait with what is known, never with an error the
+    /// caller would retry (and so submit again).
+    pub async fn wait_for(&self, job: Job, wait: Duration) -> Job {
         let deadline = tokio::time::Instant::now() + wait;
         let mut delay = Duration::from_millis(50);
         let mut latest = job;
         loop {
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Ok(latest);
+                return latest;
             }
             tokio::time::sleep(delay.min(deadline - now)).await;
             delay = (delay * 2).min(Duration::from_millis(250));
-            if let Some(j) = self.stores.jobs.get(&latest.job_id).await? {
-                latest = j;
+            match self.stores.jobs.get(&latest.job_id).await {
+                Ok(Some(j)) => latest = j,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(job_id = %latest.job_id, error = %e, "could not read the job while waiting; answering what is known");
+                    return latest;
+                }
             }
             if latest.status.is_terminal() {
-                return Ok(latest);
+                return latest;
             }
         }
     }
@@ -245,12 +336,20 @@ impl App {
         }
     }
 
-    /// A presigned PUT URL into staging, for an image over the inline limit.
-    pub async fn create_upload(&self, principal: &Principal) -> Result<Upload, AppError> {
+    /// A presigned PUT URL into staging, for an image over the inline limit. With an idempotency
+    /// key, a retry gets the same upload (signed afresh).
+    pub async fn create_upload(
+        &self,
+        principal: &Principal,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Upload, AppError> {
         if principal.over_quota() {
             return Err(principal.quota_exceeded());
         }
-        let upload_id = UploadId::generate();
+        let upload_id = match key {
+            Some(k) => UploadId::for_idempotency_key(&principal.customer_id, k),
+            None => UploadId::generate(),
+        };
         let key = StagingKey::upload(&principal.customer_id, &upload_id).to_string();
         let signed = self
             .stores
@@ -277,6 +376,22 @@ impl App {
             .rollups
             .between(&principal.customer_id, from, to)
             .await?)
+    }
+}
+
+/// The answer to a retry: the earlier request's job, if it asked for the same.
+fn replay(earlier: Job, hash: &str) -> Result<Submitted, AppError> {
+    if earlier.request_hash.as_deref() == Some(hash) {
+        Ok(Submitted {
+            job: earlier,
+            replayed: true,
+        })
+    } else {
+        Err(AppError::IdempotencyConflict(
+            "this Idempotency-Key was used for another request (another image or transform); \
+             use a new key for a new request"
+                .into(),
+        ))
     }
 }
 

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use resizer_app::memory::Memory;
 use resizer_app::ports::{Accounts, Conversion, Converted, Converter, JobStore, ObjectStore};
-use resizer_app::{App, AppError, Clock, Disposition, Principal, Settings, StoreError, Submission};
+use resizer_app::{
+    App, AppError, Clock, Delivery, Disposition, Principal, Settings, StoreError, Submission,
+};
 use resizer_core::image::{ImageError, ImageInfo, Limits};
-use resizer_core::job::{Job, JobMessage, JobStatus, StagingKey, UploadId};
+use resizer_core::job::{IdempotencyKey, Job, JobMessage, JobStatus, StagingKey, UploadId};
 use resizer_core::key::{ApiKey, Customer, KeyRecord};
 use resizer_core::transform::{Format, TransformSpec};
 use resizer_core::usage::Outcome;
@@ -91,7 +93,7 @@ fn spec() -> TransformSpec {
 
 async fn submit(w: &World) -> Job {
     let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
-    w.app.submit(&w.principal, sub).await.unwrap()
+    w.app.submit(&w.principal, sub).await.unwrap().job
 }
 
 fn message(job: &Job) -> JobMessage {
@@ -99,7 +101,22 @@ fn message(job: &Job) -> JobMessage {
         job_id: job.job_id.clone(),
         customer_id: job.customer_id.clone(),
         enqueued_at_ms: 0,
+        redrives: 0,
     }
+}
+
+/// The `receives`-th delivery of `msg`, with a receipt.
+fn delivery(msg: &JobMessage, receives: u32) -> Delivery<'_> {
+    Delivery {
+        message: msg,
+        receives,
+        receipt: Some("receipt"),
+        deadline: None,
+    }
+}
+
+fn is_retry(d: Disposition) -> bool {
+    matches!(d, Disposition::Retry { .. })
 }
 
 async fn stored(w: &World, job: &Job) -> Job {
@@ -144,12 +161,127 @@ async fn a_failed_enqueue_removes_the_job_and_its_staged_body() {
     assert_eq!(w.mem.faults.calls("jobs.delete_queued"), 1);
 }
 
+fn keyed(body: &[u8], width: u32, key: &str) -> Submission {
+    let spec = TransformSpec::with_width(width).unwrap();
+    Submission::inline(spec, Some("image/png"), body, &Settings::default())
+        .unwrap()
+        .with_idempotency_key(Some(IdempotencyKey::parse(key).unwrap()))
+}
+
+#[tokio::test]
+async fn a_retried_request_with_its_idempotency_key_gets_the_same_job_once() {
+    let w = world().await;
+    let first = w
+        .app
+        .submit(&w.principal, keyed(&png(), 4, "order-1"))
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    let again = w
+        .app
+        .submit(&w.principal, keyed(&png(), 4, "order-1"))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.job.job_id, first.job.job_id);
+    assert_eq!(w.mem.jobs.all().len(), 1, "one job");
+    assert_eq!(w.mem.queue.sent().len(), 1, "enqueued once");
+
+    // Another key is another job; the same key for another request is refused.
+    let other = w
+        .app
+        .submit(&w.principal, keyed(&png(), 4, "order-2"))
+        .await
+        .unwrap();
+    assert_ne!(other.job.job_id, first.job.job_id);
+    for conflicting in [keyed(&png(), 5, "order-1"), {
+        let mut body = png();
+        body[20] = 9;
+        keyed(&body, 4, "order-1")
+    }] {
+        let err = w.app.submit(&w.principal, conflicting).await.unwrap_err();
+        assert!(matches!(err, AppError::IdempotencyConflict(_)), "{err}");
+    }
+    assert_eq!(w.mem.jobs.all().len(), 2);
+
+    // Keys are the customer's own: another customer's "order-1" is its own job.
+    let (_, key) = w.mem.customer(&w.app, None).await;
+    let them = w.app.authenticate(Some(&key.expose())).await.unwrap();
+    let theirs = w
+        .app
+        .submit(&them, keyed(&png(), 4, "order-1"))
+        .await
+        .unwrap();
+    assert!(!theirs.replayed);
+    assert_ne!(theirs.job.job_id, first.job.job_id);
+}
+
+#[tokio::test]
+async fn a_keyed_request_whose_enqueue_failed_can_be_retried() {
+    let w = world().await;
+    w.mem.faults.fail_next(
+        "queue.send",
+        StoreError::unavailable("sqs:SendMessage", "throttled"),
+    );
+    let err = w
+        .app
+        .submit(&w.principal, keyed(&png(), 4, "k"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppError::Store(ref e) if e.is_retryable()),
+        "{err}"
+    );
+    let retry = w
+        .app
+        .submit(&w.principal, keyed(&png(), 4, "k"))
+        .await
+        .unwrap();
+    assert!(!retry.replayed, "the first attempt left nothing behind");
+    assert_eq!(w.mem.queue.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_job_that_could_not_be_enqueued_nor_removed_is_answered_as_created() {
+    // Answering a retryable error for a job that exists would have the caller submit (and pay
+    // for) it twice; the sweeper enqueues it instead.
+    let w = world().await;
+    w.mem.faults.fail_next(
+        "queue.send",
+        StoreError::unavailable("sqs:SendMessage", "throttled"),
+    );
+    w.mem.faults.fail_next(
+        "jobs.delete_queued",
+        StoreError::unavailable("dynamodb:DeleteItem", "throttled"),
+    );
+    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
+    let created = w.app.submit(&w.principal, sub).await.unwrap();
+    assert_eq!(stored(&w, &created.job).await.status, JobStatus::Queued);
+    assert!(w.mem.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_read_while_waiting_answers_the_job_not_an_error() {
+    let w = world().await;
+    let job = submit(&w).await;
+    w.mem.faults.fail_next(
+        "jobs.get",
+        StoreError::unavailable("dynamodb:GetItem", "throttled"),
+    );
+    let seen = w.app.wait_for(job.clone(), Duration::from_secs(5)).await;
+    assert_eq!(seen.job_id, job.job_id);
+    assert_eq!(seen.status, JobStatus::Queued);
+}
+
 #[tokio::test]
 async fn a_job_is_converted_recorded_once_and_its_inline_body_removed() {
     let w = world().await;
     let job = submit(&w).await;
     let engine = Fake::ok();
-    let d = w.app.process(&message(&job), 1, engine.clone()).await;
+    let d = w
+        .app
+        .process(delivery(&message(&job), 1), engine.clone())
+        .await;
     assert_eq!(d, Disposition::Consumed);
     let done = stored(&w, &job).await;
     assert_eq!(done.status, JobStatus::Done);
@@ -173,9 +305,14 @@ async fn a_redelivered_message_of_a_finished_job_does_nothing() {
     let w = world().await;
     let job = submit(&w).await;
     let engine = Fake::ok();
-    w.app.process(&message(&job), 1, engine.clone()).await;
+    w.app
+        .process(delivery(&message(&job), 1), engine.clone())
+        .await;
     let first = stored(&w, &job).await;
-    let d = w.app.process(&message(&job), 2, engine.clone()).await;
+    let d = w
+        .app
+        .process(delivery(&message(&job), 2), engine.clone())
+        .await;
     assert_eq!(d, Disposition::Consumed);
     assert_eq!(
         engine.calls.load(Ordering::SeqCst),
@@ -196,7 +333,7 @@ async fn a_redelivery_after_a_crash_claims_again_and_finishes_once() {
     let job = submit(&w).await;
     // The first delivery claimed the job and died before finishing it.
     w.mem.jobs.claim(&job.job_id, w.app.now()).await.unwrap();
-    let d = w.app.process(&message(&job), 2, Fake::ok()).await;
+    let d = w.app.process(delivery(&message(&job), 2), Fake::ok()).await;
     assert_eq!(d, Disposition::Consumed);
     let done = stored(&w, &job).await;
     assert_eq!((done.status, done.attempts), (JobStatus::Done, 2));
@@ -207,7 +344,7 @@ async fn a_redelivery_after_a_crash_claims_again_and_finishes_once() {
 async fn a_concurrent_finish_is_not_recorded_twice() {
     let w = world().await;
     let job = submit(&w).await;
-    w.app.process(&message(&job), 1, Fake::ok()).await;
+    w.app.process(delivery(&message(&job), 1), Fake::ok()).await;
     let done = stored(&w, &job).await;
     // A second copy, already past its claim when the first finished, tries to finish too.
     let mut late = done.clone();
@@ -225,7 +362,7 @@ async fn a_bad_image_fails_the_job_for_good_and_is_billed_once() {
     let w = world().await;
     let job = submit(&w).await;
     let engine = Fake::err(ImageError::InvalidImage("corrupt scan".into()));
-    let d = w.app.process(&message(&job), 1, engine).await;
+    let d = w.app.process(delivery(&message(&job), 1), engine).await;
     assert_eq!(
         d,
         Disposition::Consumed,
@@ -258,14 +395,17 @@ async fn a_transient_failure_leaves_the_message_for_redelivery() {
         StoreError::unavailable("s3:GetObject", "503 SlowDown"),
     );
     let engine = Fake::ok();
-    let d = w.app.process(&message(&job), 1, engine.clone()).await;
-    assert_eq!(d, Disposition::Retry);
+    let d = w
+        .app
+        .process(delivery(&message(&job), 1), engine.clone())
+        .await;
+    assert!(is_retry(d));
     assert_eq!(stored(&w, &job).await.status, JobStatus::Processing);
     assert!(w.mem.usage_log.all().is_empty());
     assert_eq!(engine.calls.load(Ordering::SeqCst), 0);
     // The redelivery succeeds.
     assert_eq!(
-        w.app.process(&message(&job), 2, engine).await,
+        w.app.process(delivery(&message(&job), 2), engine).await,
         Disposition::Consumed
     );
     assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
@@ -275,10 +415,9 @@ async fn a_transient_failure_leaves_the_message_for_redelivery() {
         "jobs.finish",
         StoreError::unavailable("dynamodb:TransactWriteItems", "throttled"),
     );
-    assert_eq!(
-        w.app.process(&message(&job), 1, Fake::ok()).await,
-        Disposition::Retry
-    );
+    assert!(is_retry(
+        w.app.process(delivery(&message(&job), 1), Fake::ok()).await
+    ));
     assert_eq!(stored(&w, &job).await.status, JobStatus::Processing);
     assert_eq!(
         w.mem.usage_log.all().len(),
@@ -294,12 +433,11 @@ async fn an_engine_fault_of_ours_is_retried_not_failed() {
     let d = w
         .app
         .process(
-            &message(&job),
-            1,
+            delivery(&message(&job), 1),
             Fake::err(ImageError::Internal("encoder bug".into())),
         )
         .await;
-    assert_eq!(d, Disposition::Retry);
+    assert!(is_retry(d));
     assert_eq!(stored(&w, &job).await.status, JobStatus::Processing);
     assert!(w.mem.usage_log.all().is_empty());
 }
@@ -311,7 +449,7 @@ async fn a_message_of_another_customer_fails_the_job() {
     let mut msg = message(&job);
     msg.customer_id = "cus_someoneelse".into();
     assert_eq!(
-        w.app.process(&msg, 1, Fake::ok()).await,
+        w.app.process(delivery(&msg, 1), Fake::ok()).await,
         Disposition::Consumed
     );
     let failed = stored(&w, &job).await;
@@ -328,53 +466,202 @@ async fn a_job_whose_staged_image_is_gone_fails_with_not_found() {
         .await
         .unwrap();
     assert_eq!(
-        w.app.process(&message(&job), 1, Fake::ok()).await,
+        w.app.process(delivery(&message(&job), 1), Fake::ok()).await,
         Disposition::Consumed
     );
     assert_eq!(stored(&w, &job).await.error.unwrap().code, "not_found");
 }
 
 #[tokio::test]
-async fn a_dead_letter_fails_an_unfinished_job_and_leaves_a_finished_one() {
+async fn a_dead_letter_of_a_young_job_goes_back_to_the_jobs_queue() {
+    // Dead-lettered because a dependency was down longer than the queue's receives last: nothing
+    // is the job's fault, so it goes round again.
     let w = world().await;
     let job = submit(&w).await;
+    let mut msg = message(&job);
+    msg.redrives = 2;
     assert_eq!(
-        w.app.finish_dead_letter(&message(&job)).await,
+        w.app.finish_dead_letter(delivery(&msg, 1)).await,
         Disposition::Consumed
     );
-    let failed = stored(&w, &job).await;
-    assert_eq!(failed.status, JobStatus::Failed);
-    assert_eq!(failed.error.as_ref().unwrap().code, "internal_error");
-    assert_eq!(w.mem.usage_log.all().len(), 1);
-    // A second copy changes nothing.
+    let again = stored(&w, &job).await;
+    assert_eq!(again.status, JobStatus::Queued, "not failed");
+    assert!(w.mem.usage_log.all().is_empty(), "nothing billed");
+    let sent = w.mem.queue.sent();
+    assert_eq!(sent.len(), 2, "the submit's message and the re-drive");
+    assert_eq!((&sent[1].job_id, sent[1].redrives), (&job.job_id, 3));
+    // It then finishes normally.
     assert_eq!(
-        w.app.finish_dead_letter(&message(&job)).await,
+        w.app.process(delivery(&sent[1], 1), Fake::ok()).await,
         Disposition::Consumed
     );
-    assert_eq!(stored(&w, &job).await, failed);
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
+    // A dead letter of a finished job changes nothing.
+    let done = stored(&w, &job).await;
+    assert_eq!(
+        w.app.finish_dead_letter(delivery(&message(&job), 1)).await,
+        Disposition::Consumed
+    );
+    assert_eq!(stored(&w, &job).await, done);
     assert_eq!(w.mem.usage_log.all().len(), 1);
-    // A store outage while finishing it: retried.
+    // A store outage while settling a dead letter: its redelivery is pushed back on the DLQ.
     let other = submit(&w).await;
     w.mem.faults.fail_next(
         "jobs.get",
         StoreError::unavailable("dynamodb:GetItem", "down"),
     );
+    assert!(is_retry(
+        w.app
+            .finish_dead_letter(delivery(&message(&other), 1))
+            .await
+    ));
+    assert_eq!(w.mem.dead_letters.deferred().len(), 1);
+}
+
+#[tokio::test]
+async fn a_dead_letter_of_an_old_job_expires_it_once_without_blame() {
+    let w = world().await;
+    let job = submit(&w).await;
+    w.app.clock.advance(time::Duration::seconds(
+        w.app.settings.max_job_age.as_secs() as i64,
+    ));
     assert_eq!(
-        w.app.finish_dead_letter(&message(&other)).await,
-        Disposition::Retry
+        w.app.finish_dead_letter(delivery(&message(&job), 1)).await,
+        Disposition::Consumed
     );
+    let expired = stored(&w, &job).await;
+    assert_eq!(expired.status, JobStatus::Failed);
+    let e = expired.error.clone().unwrap();
+    assert_eq!(e.code, "expired");
+    assert!(resizer_app::SYSTEM_FAILURES.contains(&e.code.as_str()));
+    assert!(e.message.contains("not billed"), "{}", e.message);
+    assert_eq!(w.mem.usage_log.all().len(), 1, "one usage record, once");
+    assert_eq!(w.mem.queue.sent().len(), 1, "not sent round again");
+    assert!(
+        w.mem.staging.keys().is_empty(),
+        "its staged body is removed"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_back_off_and_release_the_job() {
+    let w = world().await;
+    let job = submit(&w).await;
+    for receives in 1..=4 {
+        w.mem.faults.fail_next(
+            "staging.get",
+            StoreError::unavailable("s3:GetObject", "503 SlowDown"),
+        );
+        let d = w
+            .app
+            .process(delivery(&message(&job), receives), Fake::ok())
+            .await;
+        let Disposition::Retry { after } = d else {
+            panic!("{d:?}")
+        };
+        let base = 15.0 * f64::from(1u32 << (receives - 1));
+        assert!(
+            (base * 0.8..=base * 1.2).contains(&after.as_secs_f64()),
+            "receive {receives}: {after:?}"
+        );
+    }
+    let deferred = w.mem.queue.deferred();
+    assert_eq!(deferred.len(), 4, "each redelivery pushed back");
+    assert!(
+        deferred.windows(2).all(|p| p[1].1 > p[0].1),
+        "growing: {deferred:?}"
+    );
+    let held = stored(&w, &job).await;
+    assert_eq!((held.attempts, held.crashes, held.released), (4, 0, true));
+    assert_eq!(
+        w.app.process(delivery(&message(&job), 5), Fake::ok()).await,
+        Disposition::Consumed
+    );
+    let done = stored(&w, &job).await;
+    assert_eq!((done.status, done.crashes), (JobStatus::Done, 0));
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_killing_the_function_fails_as_its_own_fault() {
+    // Three deliveries whose function died mid-conversion (claimed, never finished or released):
+    // the fourth claim sees three crashes and fails the job instead of trying again.
+    let w = world().await;
+    let job = submit(&w).await;
+    for _ in 0..3 {
+        w.mem.jobs.claim(&job.job_id, w.app.now()).await.unwrap();
+    }
+    let engine = Fake::ok();
+    assert_eq!(
+        w.app
+            .process(delivery(&message(&job), 4), engine.clone())
+            .await,
+        Disposition::Consumed
+    );
+    let failed = stored(&w, &job).await;
+    assert_eq!(failed.crashes, 3);
+    let e = failed.error.unwrap();
+    assert_eq!(e.code, "processing_failed");
+    assert!(!resizer_app::SYSTEM_FAILURES.contains(&e.code.as_str()));
+    assert_eq!(
+        engine.calls.load(Ordering::SeqCst),
+        0,
+        "not tried a fourth time"
+    );
+    assert_eq!(w.mem.usage_log.all().len(), 1);
+    // Two crashes are not enough.
+    let job = submit(&w).await;
+    for _ in 0..2 {
+        w.mem.jobs.claim(&job.job_id, w.app.now()).await.unwrap();
+    }
+    w.app.process(delivery(&message(&job), 3), Fake::ok()).await;
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
+}
+
+#[tokio::test]
+async fn a_conversion_over_its_deadline_fails_the_job_with_its_own_code() {
+    struct Slow;
+    impl Converter for Slow {
+        fn convert(&self, _: &[u8], _: &TransformSpec, _: &Limits) -> Conversion {
+            std::thread::sleep(Duration::from_millis(2500));
+            Conversion {
+                result: Err(ImageError::Internal("too late".into())),
+                cpu: Duration::from_millis(2500),
+            }
+        }
+    }
+    let w = world().await;
+    let job = submit(&w).await;
+    let msg = message(&job);
+    let d = Delivery {
+        deadline: Some(
+            std::time::Instant::now() + resizer_app::FINISH_MARGIN + Duration::from_millis(1000),
+        ),
+        ..delivery(&msg, 1)
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(
+        w.app.process(d, Arc::new(Slow)).await,
+        Disposition::Consumed
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "did not wait for the conversion"
+    );
+    let failed = stored(&w, &job).await;
+    assert_eq!(failed.error.unwrap().code, "conversion_timeout");
+    assert_eq!(w.mem.usage_log.all().len(), 1);
 }
 
 #[tokio::test]
 async fn an_upload_feeds_a_job_and_stays_for_the_next() {
     let w = world().await;
-    let up = w.app.create_upload(&w.principal).await.unwrap();
+    let up = w.app.create_upload(&w.principal, None).await.unwrap();
     let key = StagingKey::upload(&w.principal.customer_id, &up.upload_id).to_string();
     w.mem.staging.put(&key, png(), "image/png").await.unwrap();
     let sub = Submission::upload(spec(), up.upload_id.to_string());
-    let job = w.app.submit(&w.principal, sub).await.unwrap();
+    let job = w.app.submit(&w.principal, sub).await.unwrap().job;
     assert!(!job.staging_key.is_inline());
-    w.app.process(&message(&job), 1, Fake::ok()).await;
+    w.app.process(delivery(&message(&job), 1), Fake::ok()).await;
     assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
     assert_eq!(w.mem.staging.keys(), vec![key], "uploads are kept");
 
@@ -428,7 +715,7 @@ async fn a_customer_over_quota_cannot_submit_or_upload() {
     };
     let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
     let a = w.app.submit(&p, sub).await.unwrap_err();
-    let b = w.app.create_upload(&p).await.unwrap_err();
+    let b = w.app.create_upload(&p, None).await.unwrap_err();
     assert_eq!(a, b, "one answer for both");
     assert!(
         matches!(a, AppError::QuotaExceeded(m) if m.contains("quota of 10 is used up (10 jobs"))
@@ -464,7 +751,7 @@ async fn aggregation_sums_what_the_jobs_recorded_and_archives_closed_hours_once(
     let mut jobs = Vec::new();
     for _ in 0..3 {
         let job = submit(&w).await;
-        w.app.process(&message(&job), 1, Fake::ok()).await;
+        w.app.process(delivery(&message(&job), 1), Fake::ok()).await;
         jobs.push(job);
     }
     let report = w.app.aggregate().await.unwrap();
@@ -526,4 +813,40 @@ async fn keys_revoked_customers_disabled_and_garbage_are_refused() {
         w.app.authenticate(Some(&key.expose())).await.unwrap_err(),
         AppError::CustomerDisabled
     );
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_be_read_fails_instead_of_being_retried_forever() {
+    let w = world().await;
+    let job = submit(&w).await;
+    w.mem.faults.fail_next(
+        "jobs.claim",
+        StoreError::rejected("deserialise item", "missing field `params`"),
+    );
+    assert_eq!(
+        w.app.process(delivery(&message(&job), 1), Fake::ok()).await,
+        Disposition::Consumed
+    );
+    let failed = stored(&w, &job).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.error.unwrap().code, "internal_error");
+    assert!(w.mem.queue.deferred().is_empty(), "not retried");
+}
+
+#[tokio::test]
+async fn a_refusal_a_deploy_may_fix_waits_the_longest_backoff_at_once() {
+    let w = world().await;
+    let job = submit(&w).await;
+    w.mem.faults.fail_next(
+        "staging.get",
+        StoreError::other("s3:GetObject", "403 AccessDenied: Access Denied"),
+    );
+    let d = w.app.process(delivery(&message(&job), 1), Fake::ok()).await;
+    assert_eq!(
+        d,
+        Disposition::Retry {
+            after: w.app.settings.retry_backoff_max
+        }
+    );
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Processing);
 }

@@ -25,6 +25,18 @@ const THROTTLING: &[&str] = &[
     "KMS.ThrottlingException",
 ];
 
+/// Error codes of a request that can never succeed as sent.
+const REJECTED: &[&str] = &[
+    "ValidationException",
+    "ValidationError",
+    "InvalidParameterValue",
+    "InvalidArgument",
+    "SerializationException",
+    "ItemCollectionSizeLimitExceededException",
+    "EntityTooLarge",
+    "KeyTooLongError",
+];
+
 const NOT_FOUND: &[&str] = &[
     "NoSuchKey",
     "NotFound",
@@ -57,6 +69,14 @@ where
                 }
             } else if NOT_FOUND.contains(&code) || status == 404 {
                 StoreError::NotFound { op }
+            } else if REJECTED.contains(&code) {
+                StoreError::Rejected {
+                    op,
+                    detail: format!(
+                        "{status} {code}: {}",
+                        se.err().message().unwrap_or_default()
+                    ),
+                }
             } else {
                 StoreError::Other {
                     op,

@@ -67,6 +67,7 @@ pub const CUSTOMERS_TABLE: Resource = Resource::whole("CustomersTable");
 pub const USAGE_TABLE: Resource = Resource::whole("UsageTable");
 pub const USAGE_ROLLUPS_TABLE: Resource = Resource::whole("UsageRollupsTable");
 pub const JOBS_QUEUE: Resource = Resource::whole("JobsQueue");
+pub const JOBS_DLQ: Resource = Resource::whole("JobsDlq");
 /// The staging bucket itself (for `s3:ListBucket`).
 pub const STAGING_BUCKET: Resource = Resource::whole("StagingBucket");
 /// Inline bodies, staged by the api for one job (`StagingKey::Inline`).
@@ -179,6 +180,18 @@ pub const OPERATIONS: &[Operation] = &[
                condition fails, a GetItem tells a finished job from a missing one",
     },
     Operation {
+        op: "jobs.fail_unreadable",
+        keys: None,
+        grants: &[g("dynamodb:UpdateItem", JOBS_TABLE)],
+        note: "a conditional UpdateItem of a job that cannot be read",
+    },
+    Operation {
+        op: "jobs.release",
+        keys: None,
+        grants: &[g("dynamodb:UpdateItem", JOBS_TABLE)],
+        note: "a conditional UpdateItem: the attempt holding the job gives it back",
+    },
+    Operation {
         op: "jobs.finish",
         keys: None,
         grants: &[
@@ -279,6 +292,18 @@ pub const OPERATIONS: &[Operation] = &[
         keys: None,
         grants: &[g("sqs:SendMessage", JOBS_QUEUE)],
         note: "SQS-managed encryption: no KMS key to grant",
+    },
+    Operation {
+        op: "queue.defer",
+        keys: None,
+        grants: &[g("sqs:ChangeMessageVisibility", JOBS_QUEUE)],
+        note: "the retry backoff of a transient failure",
+    },
+    Operation {
+        op: "dead_letters.defer",
+        keys: None,
+        grants: &[g("sqs:ChangeMessageVisibility", JOBS_DLQ)],
+        note: "the retry backoff of a dead letter that could not be settled",
     },
     // ---- api-keys and customers (dynamo/accounts.rs) -------------------------------------------
     Operation {
@@ -431,9 +456,17 @@ pub const API: Function = Function {
 
 pub const RESIZE: Function = Function {
     logical_id: "ResizeFunction",
-    use_cases: &["process", "finish_dead_letter"],
+    use_cases: &[
+        "process (a transient failure releases the job and defers the message)",
+        "finish_dead_letter (sends a young job back to the jobs queue)",
+    ],
     calls: &[
         "jobs.claim",
+        "jobs.release",
+        "jobs.fail_unreadable",
+        "queue.defer",
+        "queue.send",
+        "dead_letters.defer",
         "staging.head inline/*",
         "staging.head uploads/*",
         "staging.get inline/*",

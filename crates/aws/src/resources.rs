@@ -27,7 +27,7 @@ pub const STAGING_BUCKET: Resource = r("StagingBucketName", "STAGING_BUCKET");
 pub const RESULTS_BUCKET: Resource = r("ResultsBucketName", "RESULTS_BUCKET");
 pub const JOBS_QUEUE_URL: Resource = r("JobsQueueUrl", "JOBS_QUEUE_URL");
 pub const JOBS_QUEUE_ARN: Resource = output_only("JobsQueueArn");
-pub const JOBS_DLQ_URL: Resource = output_only("JobsDlqUrl");
+pub const JOBS_DLQ_URL: Resource = r("JobsDlqUrl", "JOBS_DLQ_URL");
 pub const JOBS_DLQ_ARN: Resource = r("JobsDlqArn", "JOBS_DLQ_ARN");
 pub const JOBS_TABLE: Resource = r("JobsTableName", "JOBS_TABLE");
 pub const API_KEYS_TABLE: Resource = r("ApiKeysTableName", "API_KEYS_TABLE");
@@ -67,6 +67,7 @@ pub struct Resources {
     pub staging_bucket: String,
     pub results_bucket: String,
     pub jobs_queue_url: String,
+    pub jobs_dlq_url: String,
     /// The dead-letter queue's ARN: the resize function recognises dead-lettered messages by it.
     pub jobs_dlq_arn: Option<String>,
     pub jobs_table: String,
@@ -89,6 +90,7 @@ impl Resources {
             staging_bucket: req(STAGING_BUCKET)?,
             results_bucket: req(RESULTS_BUCKET)?,
             jobs_queue_url: req(JOBS_QUEUE_URL)?,
+            jobs_dlq_url: req(JOBS_DLQ_URL)?,
             jobs_dlq_arn: JOBS_DLQ_ARN
                 .env
                 .and_then(get)

@@ -92,6 +92,16 @@ impl JobQueue for SqsQueue {
             .map_err(|e| classify("sqs:SendMessage", e))?;
         Ok(())
     }
+
+    async fn defer(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        // SQS caps a visibility timeout at 12 hours.
+        let seconds = delay.as_secs().min(43_200) as i32;
+        self.release(receipt_handle, seconds).await
+    }
 }
 
 /// Timeouts for a long poll: the client's defaults (10 s per attempt) would cut a 20 s poll short,

@@ -18,6 +18,7 @@ pub struct Adapters {
     pub staging: S3Bucket,
     pub results: S3Bucket,
     pub queue: SqsQueue,
+    pub dead_letters: SqsQueue,
     pub jobs: JobsTable,
     pub accounts: AccountsTables,
     pub usage: UsageTable,
@@ -27,6 +28,7 @@ pub struct Adapters {
 impl Adapters {
     pub fn new(sdk: &SdkConfig, resources: &Resources, settings: &Settings) -> Self {
         let s3 = s3_client(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         let usage = UsageTable::new(
             dynamodb.clone(),
@@ -36,7 +38,8 @@ impl Adapters {
         Self {
             staging: S3Bucket::new(s3.clone(), &resources.staging_bucket),
             results: S3Bucket::new(s3, &resources.results_bucket),
-            queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &resources.jobs_queue_url),
+            queue: SqsQueue::new(sqs.clone(), &resources.jobs_queue_url),
+            dead_letters: SqsQueue::new(sqs, &resources.jobs_dlq_url),
             jobs: JobsTable::new(dynamodb.clone(), &resources.jobs_table, usage.clone()),
             accounts: AccountsTables::new(
                 dynamodb.clone(),
@@ -57,6 +60,7 @@ impl Adapters {
             results: Arc::new(self.results.clone()),
             archive: Arc::new(self.results.clone()),
             queue: Arc::new(self.queue.clone()),
+            dead_letters: Arc::new(self.dead_letters.clone()),
             accounts: Arc::new(self.accounts.clone()),
             usage_log: Arc::new(self.usage.clone()),
             rollups: Arc::new(self.rollups.clone()),

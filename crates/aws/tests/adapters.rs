@@ -164,7 +164,7 @@ async fn claiming_a_job_that_does_not_exist_reports_it_missing() {
 }
 
 #[tokio::test]
-async fn a_claim_is_a_conditional_update_from_queued_or_processing() {
+async fn a_claim_is_a_conditional_update_from_queued_or_released() {
     let mut claimed = job(JobStatus::Processing);
     claimed.attempts = 1;
     let c = claimed.clone();
@@ -175,15 +175,16 @@ async fn a_claim_is_a_conditional_update_from_queued_or_processing() {
                 .expression_attribute_values()
                 .cloned()
                 .unwrap_or_default();
-            let allowed: Vec<String> = vals
-                .iter()
-                .filter(|(k, _)| k.starts_with(":s"))
-                .filter_map(|(_, v)| v.as_s().ok().cloned())
-                .collect();
-            cond.contains("#status IN")
-                && allowed.len() == 2
-                && allowed.contains(&"queued".to_string())
-                && allowed.contains(&"processing".to_string())
+            let s = |k: &str| vals.get(k).and_then(|v| v.as_s().ok()).cloned();
+            cond.contains("#status = :queued")
+                && cond.contains("(#status = :processing AND released = :yes)")
+                && s(":queued").as_deref() == Some("queued")
+                && s(":processing").as_deref() == Some("processing")
+                && vals.get(":yes").and_then(|v| v.as_bool().ok()) == Some(&true)
+                && req
+                    .update_expression()
+                    .unwrap_or_default()
+                    .contains("REMOVE released")
         })
         .then_output(move || {
             UpdateItemOutput::builder()
@@ -196,6 +197,65 @@ async fn a_claim_is_a_conditional_update_from_queued_or_processing() {
         Claim::Claimed(claimed)
     );
     assert_eq!(update.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_job_held_by_a_dead_attempt_is_claimed_once_with_a_crash_counted() {
+    let mut held = job(JobStatus::Processing);
+    held.attempts = 1;
+    let h = held.clone();
+    let refused = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|req| {
+            req.condition_expression()
+                .unwrap_or_default()
+                .contains(":queued")
+        })
+        .then_error(|| {
+            UpdateItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(meta("ConditionalCheckFailedException"))
+                    .build(),
+            )
+        });
+    let read = mock!(aws_sdk_dynamodb::Client::get_item)
+        .then_output(move || GetItemOutput::builder().set_item(Some(item(&h))).build());
+    let mut after = held.clone();
+    after.attempts = 2;
+    after.crashes = 1;
+    let a = after.clone();
+    let crash = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|req| {
+            let vals = req
+                .expression_attribute_values()
+                .cloned()
+                .unwrap_or_default();
+            req.condition_expression().unwrap_or_default()
+                == "#status = :processing AND attempts = :seen"
+                && vals
+                    .get(":seen")
+                    .and_then(|v| v.as_n().ok())
+                    .map(String::as_str)
+                    == Some("1")
+                && req
+                    .update_expression()
+                    .unwrap_or_default()
+                    .contains("crashes = if_not_exists(crashes, :zero) + :one")
+        })
+        .then_output(move || {
+            UpdateItemOutput::builder()
+                .set_attributes(Some(item(&a)))
+                .build()
+        });
+    let t = jobs(mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        [&refused, &read, &crash]
+    ));
+    assert_eq!(
+        t.claim(&held.job_id, held.created_at).await.unwrap(),
+        Claim::Claimed(after)
+    );
+    assert_eq!(crash.num_calls(), 1);
 }
 
 fn cancelled(codes: &'static [Option<&'static str>]) -> TransactWriteItemsError {

@@ -16,9 +16,56 @@ pub const JOB_TTL: time::Duration = time::Duration::days(7);
 #[serde(try_from = "String", into = "String")]
 pub struct JobId(String);
 
+/// A UUIDv8 (RFC 9562's custom layout) from the SHA-256 of `parts`: the same parts, the same id.
+fn derived_uuid(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        // Length-prefixed, so that no two different part lists hash alike.
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let digest = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(b)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// A caller's `Idempotency-Key`: 1 to 255 printable ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl JobId {
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().hyphenated().to_string())
+    }
+
+    /// The id of a customer's job submitted with `key`: every retry of that request names the
+    /// same job, so it can only be created once.
+    pub fn for_idempotency_key(customer_id: &str, key: &IdempotencyKey) -> Self {
+        Self(derived_uuid(&[
+            b"job",
+            customer_id.as_bytes(),
+            key.0.as_bytes(),
+        ]))
     }
 
     /// Accepts only the canonical form this service hands out. Anything else cannot name a job.
@@ -162,6 +209,19 @@ pub struct Job {
     /// How many times the resize function has claimed the job.
     #[serde(default)]
     pub attempts: u32,
+    /// Claims that found the previous attempt neither finished nor released: the function died
+    /// (crashed, timed out, was killed) while working on this job. A job that keeps doing that
+    /// is at fault, not the service.
+    #[serde(default)]
+    pub crashes: u32,
+    /// What the submission that created the job asked for (the transform and the image), hashed:
+    /// a retry with the same `Idempotency-Key` must ask for the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
+    /// Whether the current attempt gave the job back after a transient failure (a dependency
+    /// down or throttling), so that the next claim does not count a crash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -186,7 +246,18 @@ impl Job {
         source: Source,
         now: OffsetDateTime,
     ) -> Self {
-        let job_id = JobId::generate();
+        Self::new_with_id(JobId::generate(), customer_id, params, input, source, now)
+    }
+
+    /// A new job with a given id (one derived from an idempotency key).
+    pub fn new_with_id(
+        job_id: JobId,
+        customer_id: String,
+        params: TransformSpec,
+        input: InputMeta,
+        source: Source,
+        now: OffsetDateTime,
+    ) -> Self {
         let staging_key = match source {
             Source::Inline => StagingKey::Inline {
                 customer_id: customer_id.clone(),
@@ -207,6 +278,9 @@ impl Job {
             result: None,
             error: None,
             attempts: 0,
+            crashes: 0,
+            request_hash: None,
+            released: false,
             created_at: now,
             updated_at: now,
         }
@@ -269,6 +343,13 @@ pub struct JobMessage {
     pub customer_id: String,
     /// When the api enqueued it, in epoch milliseconds (queue wait is measured from here).
     pub enqueued_at_ms: i64,
+    /// How many times the dead-letter path has sent the job back to the jobs queue.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redrives: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A staged input's key in the staging bucket. Inline bodies and presigned uploads live under the
@@ -364,6 +445,15 @@ pub struct UploadId(String);
 impl UploadId {
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// The upload of a customer's `POST /v1/uploads` made with `key`: a retry gets the same one.
+    pub fn for_idempotency_key(customer_id: &str, key: &IdempotencyKey) -> Self {
+        Self(derived_uuid(&[
+            b"upload",
+            customer_id.as_bytes(),
+            key.0.as_bytes(),
+        ]))
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -469,6 +559,32 @@ mod tests {
             job.result_key(Format::Jpeg),
             format!("results/cus_a/{}.jpg", job.job_id)
         );
+    }
+
+    #[test]
+    fn idempotency_keys_name_one_job_per_customer() {
+        let k = IdempotencyKey::parse("order-42/thumb").unwrap();
+        let a = JobId::for_idempotency_key("cus_a", &k);
+        assert_eq!(a, JobId::for_idempotency_key("cus_a", &k));
+        assert_ne!(a, JobId::for_idempotency_key("cus_b", &k));
+        assert_ne!(
+            a,
+            JobId::for_idempotency_key("cus_a", &IdempotencyKey::parse("order-43/thumb").unwrap())
+        );
+        assert_eq!(
+            JobId::parse(a.as_str()),
+            Some(a.clone()),
+            "a canonical job id"
+        );
+        assert_ne!(
+            a.as_str(),
+            UploadId::for_idempotency_key("cus_a", &k).as_str(),
+            "jobs and uploads do not share ids"
+        );
+        for bad in ["", "tab\there", "é", &"x".repeat(256)] {
+            assert_eq!(IdempotencyKey::parse(bad), None, "{bad:?}");
+        }
+        assert!(IdempotencyKey::parse(&"x".repeat(255)).is_some());
     }
 
     #[test]

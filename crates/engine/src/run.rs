@@ -52,14 +52,19 @@ pub fn run_tuned(
         let (hdr, orientation) = decode::jpeg_meta(bytes)?;
         let (dw, dh) = displayed(info.width, info.height, orientation);
         let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
+        limits.check_output(plan.canvas_w, plan.canvas_h, out_format, spec.lossless())?;
         let shrink = decode::jpeg_shrink_factor(plan.min_shrink(), tuning.shrink_residual);
         let d = decode::jpeg(bytes, hdr, orientation, shrink, tuning.yuv)?;
         (d, plan, (info.width, info.height))
     } else {
+        // The orientation of these formats is known only once decoded: refuse before decoding
+        // what is too large either way, and the exact size right after.
+        limits.check_output_of(&info, spec)?;
         let d = decode::other(bytes, &info)?;
         let (w, h) = (d.pixels.width() as u32, d.pixels.height() as u32);
         let (dw, dh) = displayed(w, h, d.orientation);
         let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
+        limits.check_output(plan.canvas_w, plan.canvas_h, out_format, spec.lossless())?;
         (d, plan, (w, h))
     };
 

@@ -916,3 +916,39 @@ fn lossless_jpeg_decodes_without_shrink_on_load() {
         );
     }
 }
+
+#[test]
+fn the_output_canvas_is_capped_before_anything_is_decoded() {
+    // A 1x1 image asking for a 67-megapixel contain canvas: refused, whatever the format.
+    let tiny = gif_rgba(&[255, 0, 0, 255], 1, 1);
+    let huge = spec_of(&[("width", "8192"), ("height", "8192"), ("fit", "contain")]);
+    let e = process(&tiny, &huge, &Limits::default()).unwrap_err();
+    assert_eq!(e.code(), "output_too_large", "{e}");
+    assert!(e.is_permanent());
+    // A slow encoder has a lower cap.
+    let avif = spec_of(&[
+        ("width", "4000"),
+        ("height", "4000"),
+        ("fit", "contain"),
+        ("format", "avif"),
+    ]);
+    assert_eq!(
+        process(&tiny, &avif, &Limits::default())
+            .unwrap_err()
+            .code(),
+        "output_too_large"
+    );
+    // A JPEG's exact (oriented) size is checked too.
+    let jpeg = jpeg_rgb(&quadrants(40, 40), 40, 40);
+    let tight = Limits {
+        max_output_pixels: 100,
+        ..Limits::default()
+    };
+    assert_eq!(
+        process(&jpeg, &spec_of(&[("width", "20")]), &tight)
+            .unwrap_err()
+            .code(),
+        "output_too_large"
+    );
+    assert!(process(&jpeg, &spec_of(&[("width", "10")]), &tight).is_ok());
+}

@@ -14,11 +14,13 @@ pub const CODES: &[(u16, &str)] = &[
     (403, "customer_disabled"),
     (404, "not_found"),
     (405, "method_not_allowed"),
+    (409, "idempotency_conflict"),
     (413, "payload_too_large"),
     (415, "unsupported_media_type"),
     (422, "invalid_image"),
     (422, "too_many_pixels"),
     (422, "dimensions_too_large"),
+    (422, "output_too_large"),
     (429, "quota_exceeded"),
     (500, "internal_error"),
     (503, "service_unavailable"),
@@ -140,6 +142,9 @@ impl From<AppError> for ApiError {
             }
             AppError::QuotaExceeded(m) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", m)
+            }
+            AppError::IdempotencyConflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", m)
             }
             AppError::Store(s) if s.is_retryable() => ApiError::unavailable(s.to_string()),
             AppError::Store(s) => ApiError::internal(s.to_string()),

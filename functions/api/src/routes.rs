@@ -11,7 +11,7 @@ use resizer_core::contract::{
     Health, InputResource, JobErrorResource, JobResource, ResultResource, UploadResource,
     UsageItem, UsageResource,
 };
-use resizer_core::job::Job;
+use resizer_core::job::{IdempotencyKey, Job};
 use resizer_core::usage::{Totals, UsageRange};
 
 use crate::edge::Log;
@@ -30,6 +30,7 @@ pub async fn create_job(
     State(app): State<App>,
     Extension(log): Extension<Log>,
     invalid_body: Option<Extension<crate::InvalidBody>>,
+    invocation: Option<Extension<lambda_http::Context>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -38,15 +39,20 @@ pub async fn create_job(
     if invalid_body.is_some() {
         return Err(ApiError::invalid("the request body is not valid base64"));
     }
+    let key = idempotency_key(&headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let query = parse::query_pairs(query.as_deref());
     let (sub, wait) = parse::submission(&app.settings, query, content_type, &body)?;
-    let mut job = app.submit(&principal, sub).await?;
+    let submitted = app
+        .submit(&principal, sub.with_idempotency_key(key))
+        .await?;
+    let mut job = submitted.job;
     log.set(|f| f.job_id = Some(job.job_id.to_string()));
     if let Some(wait) = wait {
-        job = app.wait_for(job, wait).await?;
+        let wait = invocation.map_or(wait, |Extension(ctx)| wait.min(time_left(&ctx)));
+        job = app.wait_for(job, wait).await;
     }
     let status = if job.status.is_terminal() {
         StatusCode::OK
@@ -55,7 +61,42 @@ pub async fn create_job(
     };
     let resource = render(&app, &job).await?;
     let location = resource.status_url.clone();
-    Ok((status, [(header::LOCATION, location)], Json(resource)).into_response())
+    let mut resp = (status, [(header::LOCATION, location)], Json(resource)).into_response();
+    if submitted.replayed {
+        resp.headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, http::HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// Set on an answer to a retried request: the job is the one the first request created.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The `Idempotency-Key` header, if sent: printable ASCII, 1 to 255 characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(IdempotencyKey::parse)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "the Idempotency-Key header must be 1 to {} printable ASCII characters",
+                IdempotencyKey::MAX_LEN
+            ))
+        })
+}
+
+/// How long the invocation can still wait and answer: its deadline less a margin for rendering
+/// the response (a timed-out invocation answers the caller 5xx for a job that exists).
+fn time_left(ctx: &lambda_http::Context) -> std::time::Duration {
+    const MARGIN_MS: u64 = 2_000;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    std::time::Duration::from_millis(ctx.deadline.saturating_sub(now_ms + MARGIN_MS))
 }
 
 pub async fn get_job(
@@ -86,7 +127,8 @@ pub async fn create_upload(
             resizer_core::shorten(k, 40)
         )));
     }
-    let up = app.create_upload(&principal).await?;
+    let key = idempotency_key(&headers)?;
+    let up = app.create_upload(&principal, key.as_ref()).await?;
     let resource = UploadResource {
         upload_id: up.upload_id.to_string(),
         url: up.url,

@@ -275,3 +275,44 @@ async fn a_host_no_url_can_hold_does_not_crash_the_handler() {
         .unwrap();
     assert_eq!(resp.status_code, 200);
 }
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_job_and_refuses_another_request() {
+    let a = api().await;
+    let post = |uri: &'static str, key: &'static str| {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", a.key))
+            .header("content-type", "image/png")
+            .header("idempotency-key", key)
+            .body(axum::body::Body::from(TINY_PNG.to_vec()))
+            .unwrap();
+        let router = resizer_api::router(a.app.clone());
+        async move {
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let json: Value = serde_json::from_slice(&bytes).unwrap();
+            (status, headers, json)
+        }
+    };
+    let (s1, h1, first) = post("/v1/jobs?width=1", "retry-me").await;
+    assert_eq!(s1, StatusCode::ACCEPTED, "{first}");
+    assert!(h1.get("idempotent-replayed").is_none());
+    let (s2, h2, again) = post("/v1/jobs?width=1", "retry-me").await;
+    assert_eq!(s2, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(h2["idempotent-replayed"], "true");
+    assert_eq!(again["job_id"], first["job_id"]);
+    assert_eq!(a.mem.queue.sent().len(), 1, "one job enqueued");
+
+    let (s3, _, conflict) = post("/v1/jobs?width=2", "retry-me").await;
+    assert_eq!(s3, StatusCode::CONFLICT);
+    assert_eq!(conflict["error"]["code"], "idempotency_conflict");
+
+    let (s4, _, bad) = post("/v1/jobs?width=1", "").await;
+    assert_eq!(s4, StatusCode::BAD_REQUEST);
+    assert_eq!(bad["error"]["code"], "invalid_parameter");
+    assert_eq!(a.mem.queue.sent().len(), 1);
+}

@@ -1,7 +1,7 @@
 //! What the resize function calls, for its IAM policy: the handler runs on the in-memory adapters
 //! through every path that reaches storage (an inline job and an uploaded one converted, a
-//! redelivery of a finished job, a bad image, a staged image gone, a transient failure, a dead
-//! letter), and every port call journalled must be in `resizer_aws::iam::RESIZE`, and everything
+//! redelivery of a finished job, a bad image, a staged image gone, a transient failure, dead
+//! letters), and every port call journalled must be in `resizer_aws::iam::RESIZE`, and everything
 //! listed there must have been called. `crates/aws/tests/iam.rs` then holds `template.yaml` to
 //! that list.
 
@@ -51,6 +51,7 @@ fn converts() -> Arc<Fake> {
 fn event(msg: &JobMessage, from: &str) -> LambdaEvent<SqsEvent> {
     let mut record = SqsMessage::default();
     record.message_id = Some(format!("m-{}", msg.job_id));
+    record.receipt_handle = Some(format!("r-{}", msg.job_id));
     record.body = Some(serde_json::to_string(msg).unwrap());
     record.event_source_arn = Some(from.to_owned());
     record
@@ -111,16 +112,12 @@ async fn resize_calls_exactly_what_its_policy_is_derived_from() {
         .unwrap();
     mem.faults.take_journal();
 
-    let ok = Resize {
-        app: app.clone(),
-        dlq_arn: Some(DLQ_ARN.into()),
-        converter: converts(),
-    };
-    let broken = Resize {
-        app: app.clone(),
-        dlq_arn: Some(DLQ_ARN.into()),
-        converter: Arc::new(Fake(Err(ImageError::InvalidImage("corrupt".into())))),
-    };
+    let ok = Resize::with_converter(app.clone(), Some(DLQ_ARN.into()), converts());
+    let broken = Resize::with_converter(
+        app.clone(),
+        Some(DLQ_ARN.into()),
+        Arc::new(Fake(Err(ImageError::InvalidImage("corrupt".into())))),
+    );
 
     // Converted, then redelivered: nothing more to do.
     assert_eq!(run(&ok, done, QUEUE_ARN).await, 0);
@@ -137,9 +134,21 @@ async fn resize_calls_exactly_what_its_policy_is_derived_from() {
         StoreError::unavailable("s3:PutObject", "503 SlowDown"),
     );
     assert_eq!(run(&ok, flaky, QUEUE_ARN).await, 1);
-    // Its dead letter (it never finished); the dead letter of a finished job.
+    // A dead letter of a young job: sent back to the jobs queue; the dead letter of a finished
+    // job; a dead letter while the jobs table is down: its redelivery is pushed back.
     assert_eq!(run(&ok, dead, DLQ_ARN).await, 0);
     assert_eq!(run(&ok, done, DLQ_ARN).await, 0);
+    mem.faults.fail_next(
+        "jobs.get",
+        StoreError::unavailable("dynamodb:GetItem", "throttled"),
+    );
+    assert_eq!(run(&ok, dead, DLQ_ARN).await, 1);
+    // A job whose item cannot be read: failed without reading it.
+    mem.faults.fail_next(
+        "jobs.claim",
+        StoreError::rejected("deserialise item", "missing field `params`"),
+    );
+    assert_eq!(run(&ok, dead, QUEUE_ARN).await, 0);
     let journal = mem.faults.take_journal();
 
     let problems = iam::RESIZE.audit(&journal);

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use resizer_app::ports::{Claim, Finish, JobStore};
-use resizer_core::job::{Job, JobId, JobStatus};
+use resizer_core::job::{Job, JobError, JobId, JobStatus};
 use resizer_core::usage::UsageRecord;
 use time::OffsetDateTime;
 
@@ -23,6 +23,51 @@ pub struct JobsTable {
 }
 
 impl JobsTable {
+    /// One conditional claim update, returning the claimed job.
+    async fn update_claim(
+        &self,
+        id: &JobId,
+        condition: &str,
+        update: &str,
+        now: OffsetDateTime,
+        seen_attempts: Option<u32>,
+    ) -> Result<Job, StoreError> {
+        const OP: &str = "dynamodb:UpdateItem jobs";
+        let mut values = Item::from([
+            (":processing".to_owned(), s(JobStatus::Processing.as_str())),
+            (":now".to_owned(), s(&rfc3339(now))),
+            (":one".to_owned(), num(1)),
+            (":zero".to_owned(), num(0)),
+        ]);
+        if condition.contains(":queued") {
+            values.insert(":queued".into(), s(JobStatus::Queued.as_str()));
+        }
+        if condition.contains(":yes") {
+            values.insert(":yes".into(), AttributeValue::Bool(true));
+        }
+        if let Some(n) = seen_attempts {
+            values.insert(":seen".into(), num(n));
+        }
+        let out = self
+            .table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(Self::id(id)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let item = out
+            .attributes
+            .ok_or_else(|| StoreError::other(OP, "no attributes"))?;
+        from_item(item)
+    }
+
     pub fn new(
         client: aws_sdk_dynamodb::Client,
         name: impl Into<String>,
@@ -71,46 +116,90 @@ impl JobStore for JobsTable {
     }
 
     async fn claim(&self, id: &JobId, now: OffsetDateTime) -> Result<Claim, StoreError> {
-        let (cond, mut values) = status_condition(JobStatus::Processing.allowed_from());
-        values.insert(":processing".into(), s(JobStatus::Processing.as_str()));
+        const OP: &str = "dynamodb:UpdateItem jobs";
+        // A clean claim: a queued job, or one its previous attempt released.
+        let clean = self
+            .update_claim(
+                id,
+                "attribute_exists(job_id) AND (#status = :queued OR (#status = :processing AND released = :yes))",
+                "SET #status = :processing, updated_at = :now, \
+                 attempts = if_not_exists(attempts, :zero) + :one REMOVE released",
+                now,
+                None,
+            )
+            .await;
+        match clean {
+            Ok(job) => return Ok(Claim::Claimed(job)),
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let Some(job) = self.get(id).await? else {
+            return Ok(Claim::Missing);
+        };
+        if job.status.is_terminal() {
+            return Ok(Claim::Finished(job));
+        }
+        if job.status != JobStatus::Processing || job.released {
+            // It changed under us (another delivery claimed or released it): try again later.
+            return Err(StoreError::Conflict { op: OP });
+        }
+        // Held by an attempt that neither finished nor released it: that attempt died. Count a
+        // crash, once: only if nobody has claimed it since we read it.
+        let job = self
+            .update_claim(
+                id,
+                "#status = :processing AND attempts = :seen",
+                "SET updated_at = :now, attempts = attempts + :one, \
+                 crashes = if_not_exists(crashes, :zero) + :one",
+                now,
+                Some(job.attempts),
+            )
+            .await?;
+        Ok(Claim::Claimed(job))
+    }
+
+    async fn fail_unreadable(
+        &self,
+        id: &JobId,
+        error: &JobError,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (cond, mut values) = status_condition(JobStatus::Failed.allowed_from());
+        values.insert(":failed".into(), s(JobStatus::Failed.as_str()));
+        values.insert(":error".into(), to_value(error)?);
         values.insert(":now".into(), s(&rfc3339(now)));
-        values.insert(":one".into(), num(1));
-        values.insert(":zero".into(), num(0));
-        let res = self
-            .table
+        self.table
             .client
             .update_item()
             .table_name(&self.table.name)
             .set_key(Some(Self::id(id)))
-            .update_expression(
-                "SET #status = :processing, updated_at = :now, \
-                 attempts = if_not_exists(attempts, :zero) + :one",
-            )
+            .update_expression("SET #status = :failed, #error = :error, updated_at = :now")
             .condition_expression(format!("attribute_exists(job_id) AND ({cond})"))
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
             .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllNew)
             .send()
-            .await;
-        match res {
-            Ok(out) => {
-                let item = out.attributes.ok_or_else(|| {
-                    StoreError::other("dynamodb:UpdateItem jobs", "no attributes")
-                })?;
-                Ok(Claim::Claimed(from_item(item)?))
-            }
-            Err(e) => match classify("dynamodb:UpdateItem jobs", e) {
-                StoreError::Conflict { .. } => match self.get(id).await? {
-                    Some(job) if job.status.is_terminal() => Ok(Claim::Finished(job)),
-                    Some(job) => Err(StoreError::other(
-                        "dynamodb:UpdateItem jobs",
-                        format!("claim refused in state {}", job.status),
-                    )),
-                    None => Ok(Claim::Missing),
-                },
-                other => Err(other),
-            },
-        }
+            .await
+            .map_err(|e| classify("dynamodb:UpdateItem jobs", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, id: &JobId, attempt: u32) -> Result<(), StoreError> {
+        self.table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(Self::id(id)))
+            .update_expression("SET released = :yes")
+            .condition_expression("#status = :processing AND attempts = :attempt")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":processing", s(JobStatus::Processing.as_str()))
+            .expression_attribute_values(":attempt", num(attempt))
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb:UpdateItem jobs", e))?;
+        Ok(())
     }
 
     async fn finish(&self, job: &Job, usage: &UsageRecord) -> Result<Finish, StoreError> {

@@ -176,6 +176,8 @@ pub(crate) fn to_value<T: Serialize>(v: &T) -> Result<AttributeValue, StoreError
         .map_err(|e| StoreError::other("serialise attribute", e.to_string()))
 }
 
+/// An item as `T`. One that does not parse is `Rejected`: reading it again will not help.
 pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::other("deserialise item", e.to_string()))
+    serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::rejected("deserialise item", e.to_string()))
 }

@@ -172,6 +172,7 @@ fn message() -> JobMessage {
     JobMessage {
         job_id: JobId::generate(),
         customer_id: "cus_test".into(),
+        redrives: 0,
         enqueued_at_ms: 0,
     }
 }

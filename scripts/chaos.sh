@@ -19,7 +19,8 @@ rm -rf "$out"
 mkdir -p "$out"
 start=$SECONDS
 status=0
-CHAOS_REQUIRED=1 cargo test -p resizer-integration-tests --test chaos -- \
+# --workspace: the feature set of `make build`, so nothing is rebuilt for another one.
+CHAOS_REQUIRED=1 cargo test --workspace --test chaos -- \
     --include-ignored --nocapture --test-threads=1 "$@" || status=$?
 
 {

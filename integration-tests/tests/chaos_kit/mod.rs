@@ -248,9 +248,11 @@ impl Processes {
         false
     }
 
-    /// Live processes of `function` (its `AWS_LAMBDA_FUNCTION_NAME`) started by our LocalStack.
+    /// Live processes of `function` (its `AWS_LAMBDA_FUNCTION_NAME`) in the tests' region
+    /// (`make test` deploys the same stack in a second region) started by our LocalStack.
     pub fn of(&self, function: &str) -> Vec<u32> {
         let want = format!("AWS_LAMBDA_FUNCTION_NAME={function}");
+        let region = std::env::var("AWS_REGION").ok().map(|r| format!("AWS_REGION={r}"));
         let mut out = Vec::new();
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return out;
@@ -262,7 +264,12 @@ impl Processes {
             let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
                 continue;
             };
-            if env.split(|b| *b == 0).any(|v| v == want.as_bytes()) && self.descends(pid) {
+            let mut vars = env.split(|b| *b == 0);
+            let named = vars.clone().any(|v| v == want.as_bytes());
+            let here = region
+                .as_ref()
+                .is_none_or(|r| vars.any(|v| v == r.as_bytes()));
+            if named && here && self.descends(pid) {
                 out.push(pid);
             }
         }

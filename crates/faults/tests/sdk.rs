@@ -302,13 +302,9 @@ async fn throttles_carry_the_services_own_codes() {
     assert_eq!(rig.requests("sqs"), 3, "the SDK retries RequestThrottled");
 }
 
-/// SQS throttling as the api's enqueue meets it. The SDK retries it as throttling, but
-/// `resizer_aws::error::classify` does not know the code `RequestThrottled` (its list has
-/// `ThrottlingException` and friends), so the enqueue fails as `Other`: the api answers
-/// 500 `internal_error` where it should answer 503. Ignored until the classification knows it;
-/// `make chaos` runs it.
+/// SQS throttling as the api's enqueue meets it: transient (the api answers 503, the resize
+/// function backs off), as `resizer_aws::error` classifies SQS's own `RequestThrottled`.
 #[tokio::test]
-#[ignore = "fails until resizer_aws::error classifies SQS RequestThrottled as transient"]
 async fn sqs_throttling_is_transient_for_the_queue_adapter() {
     let rig = Rig::new().await;
     rig.proxy

@@ -252,7 +252,9 @@ impl Processes {
     /// (`make test` deploys the same stack in a second region) started by our LocalStack.
     pub fn of(&self, function: &str) -> Vec<u32> {
         let want = format!("AWS_LAMBDA_FUNCTION_NAME={function}");
-        let region = std::env::var("AWS_REGION").ok().map(|r| format!("AWS_REGION={r}"));
+        let region = std::env::var("AWS_REGION")
+            .ok()
+            .map(|r| format!("AWS_REGION={r}"));
         let mut out = Vec::new();
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return out;

@@ -64,7 +64,7 @@ cold-starts: ## Summarise the functions' cold starts (Init Duration of their REP
 # --- checks --------------------------------------------------------------------------------------
 
 .PHONY: build
-build: ## Build the three function binaries and the resizer CLI for this host (and every test)
+build: ## Build the four function binaries and the resizer CLI for this host (and every test)
 	@# One cargo invocation builds every test target, the functions' binaries (their cold-start
 	@# tests need them) and the `resizer` binary, with one feature set: separate invocations
 	@# rebuilt the AWS SDK up to three times. The dev profile builds quickly and optimises the
@@ -129,7 +129,7 @@ deny-advisories: deny ## cargo-deny's RustSec advisories check (fetches the advi
 # --- build ---------------------------------------------------------------------------------------
 
 .PHONY: package
-package: ## Build the three functions' deployment artifacts with sam build + cargo-lambda (ARCH=x86_64|arm64)
+package: ## Build the four functions' deployment artifacts with sam build + cargo-lambda (ARCH=x86_64|arm64)
 	@tools/install.sh
 	$(TOOLS_ENV) $(TOOLS_BIN)/sam build --beta-features --template template.yaml \
 		--parameter-overrides Architecture=$(ARCH)

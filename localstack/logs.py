@@ -13,7 +13,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-FUNCTIONS = {"api": "ApiFunctionName", "resize": "ResizeFunctionName", "aggregate": "AggregateFunctionName"}
+FUNCTIONS = {"api": "ApiFunctionName", "resize": "ResizeFunctionName", "aggregate": "AggregateFunctionName", "sweep": "SweepFunctionName"}
 INIT = re.compile(r"Init Duration: ([0-9.]+) ms")
 
 

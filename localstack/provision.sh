@@ -42,5 +42,7 @@ done
     --parameter RetryBackoffBaseSeconds=2 \
     --parameter RetryBackoffMaxSeconds=20 \
     --parameter MaxJobAgeSeconds=900 \
+    --parameter SweepStaleSeconds=60 \
+    "--parameter=SweepSchedule=rate(1 minute)" \
     "--parameter=AggregateSchedule=rate(1 minute)" \
     "${extra[@]}"

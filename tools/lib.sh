@@ -33,7 +33,7 @@ LOCAL_AWS_PORT="${RESIZER_LOCAL_AWS_PORT:-4566}"
 LOCAL_AWS_ENDPOINT="http://$LOCAL_AWS_HOST:$LOCAL_AWS_PORT"
 LOCAL_STACK_NAME="resizer-local"
 LOCAL_REGION="us-east-1"
-LS_SERVICES="s3,sqs,dynamodb,cloudformation,lambda,apigateway,events,scheduler,iam,sts,logs,cloudwatch"
+LS_SERVICES="s3,sqs,dynamodb,cloudformation,lambda,apigateway,events,scheduler,iam,sts,logs,cloudwatch,sns"
 
 # The fault proxy (crates/faults, the chaos suite's fault injector) sits between the function
 # processes and the local AWS: LocalStack gives the functions AWS_ENDPOINT_URL=<the proxy>, and the

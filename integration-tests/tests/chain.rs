@@ -8,6 +8,7 @@
 //!   source mapping sends the job round again and it is done, not failed;
 //! - a transform that asks for too much is refused before any work;
 //! - the stack's schedule runs the aggregator binary;
+//! - a job whose message was lost is found by the sweep binary (on its schedule) and done;
 //! - a second region's stack shares nothing with the first.
 
 mod common;
@@ -16,6 +17,9 @@ use std::time::Duration;
 
 use common::*;
 use resizer_core::job::JobStatus;
+
+/// Held by the tests that need us-west-2's resize function: one of them throttles it to zero.
+static WEST_RESIZE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn a_job_goes_from_the_api_binary_through_the_queue_to_the_resize_binary() {
@@ -55,10 +59,11 @@ async fn a_job_goes_from_the_api_binary_through_the_queue_to_the_resize_binary()
 
 #[tokio::test]
 async fn lambda_throttling_longer_than_the_receives_loses_no_job() {
-    // In us-west-2's stack (nothing else there needs its resize function meanwhile): the resize
-    // function throttled to zero, a job submitted; each receive fails to invoke, and after
+    // In us-west-2's stack (the other test there waits for this one): the resize function
+    // throttled to zero, a job submitted; each receive fails to invoke, and after
     // MaxReceiveCount (2 locally) SQS moves the message to the DLQ. The function back, the DLQ's
     // mapping sends the young job round again, and it is done.
+    let _west_resize = WEST_RESIZE.lock().await;
     let west = state_in_region("us-west-2").await;
     let lambda = aws_sdk_lambda::Client::new(&west.sdk);
     let resize = west.output(resizer_aws::resources::RESIZE_FUNCTION);
@@ -137,8 +142,12 @@ async fn lambda_throttling_longer_than_the_receives_loses_no_job() {
         .await
         .remove(0);
     assert_eq!(job.status, JobStatus::Done, "{job:?}");
-    wait_for_log(&west, Function::Resize, Duration::from_secs(30), |l| {
-        l.contains(&id) && l.contains("dead-lettered job sent back to the jobs queue")
+    // The dead letter reached the function: it sent the job round again, or (when the sweep
+    // function's own re-send got there first) found it done and consumed it without work.
+    wait_for_log(&west, Function::Resize, Duration::from_secs(60), |l| {
+        l.contains(&id)
+            && (l.contains("dead-lettered job sent back to the jobs queue")
+                || l.contains("dead-lettered message for a finished job"))
     })
     .await;
 }
@@ -179,6 +188,7 @@ async fn the_schedule_runs_the_aggregator_binary() {
 #[tokio::test]
 async fn regions_share_nothing() {
     let east = state().await;
+    let _west_resize = WEST_RESIZE.lock().await;
     let west = state_in_region("us-west-2").await;
     assert_ne!(east.resources.jobs_table, west.resources.jobs_table);
     assert_ne!(
@@ -273,4 +283,43 @@ async fn the_function_url_passes_requests_on_as_aws_does() {
         "{}",
         r.json
     );
+}
+
+#[tokio::test]
+async fn a_job_whose_message_was_lost_is_swept_back_onto_the_queue_and_done() {
+    // The job is written and its message sent to a queue nothing reads (as if the api died
+    // between the two, or the message was lost): only the deployed sweep function, on its
+    // schedule, can see that the job is stale and send it again.
+    let state = state().await;
+    let sqs = state.adapters.queue.client().clone();
+    let nowhere = sqs
+        .create_queue()
+        .queue_name(format!("resizer-it-lost-{}", uuid::Uuid::new_v4().simple()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let lost = state_with(|r, _| r.jobs_queue_url = nowhere.clone()).await;
+    let (_, key) = customer(&lost, None).await;
+    let r = call(
+        &lost,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .query("width=10")
+            .body("image/png", png(20, 20)),
+    )
+    .await;
+    sqs.delete_queue().queue_url(&nowhere).send().await.unwrap();
+    assert_eq!(r.status, 202, "{}", r.json);
+    let id = r.job_id();
+    // Locally: stale after 80 s (RetryBackoffMaxSeconds 20 + 60), swept every minute.
+    let job = wait_done_within(&state, std::slice::from_ref(&id), Duration::from_secs(300))
+        .await
+        .remove(0);
+    assert_eq!(job.status, JobStatus::Done, "{job:?}");
+    wait_for_log(&state, Function::Sweep, Duration::from_secs(30), |l| {
+        l.contains("a stale job was sent to the jobs queue again") && l.contains(&id)
+    })
+    .await;
 }

@@ -291,6 +291,7 @@ async fn functions_have_the_template_configuration() -> Result<()> {
         "ApiFunctionName",
         "ResizeFunctionName",
         "AggregateFunctionName",
+        "SweepFunctionName",
     ] {
         let name = env.stack.output(output)?;
         let config = env

@@ -95,6 +95,9 @@ pub enum AppError {
     Truncated(String),
     #[error("{0}")]
     QuotaExceeded(String),
+    /// The customer is over its rate: retry after this many seconds.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_s: u64 },
     /// The request reuses an `Idempotency-Key` for another request.
     #[error("{0}")]
     IdempotencyConflict(String),

@@ -5,6 +5,7 @@
 //! - [`App::process`] and [`App::finish_dead_letter`]: what the resize function does with a job
 //!   message, from the jobs queue and from its dead-letter queue.
 //! - [`App::aggregate`]: the scheduled usage aggregation.
+//! - [`App::sweep`]: the scheduled sweep that finishes or re-enqueues jobs nothing else would.
 //!
 //! The use cases own the job's lifecycle; the functions only translate events into calls and
 //! outcomes into responses. Storage sits behind [`ports`]: the AWS adapters in production and
@@ -14,12 +15,14 @@ mod aggregate;
 mod auth;
 mod clock;
 mod error;
+mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod ports;
 mod process;
 pub mod settings;
 mod submit;
+mod sweep;
 
 use std::sync::Arc;
 
@@ -29,12 +32,14 @@ pub use aggregate::{ARCHIVE_LOOKBACK_HOURS, Report, gzip};
 pub use auth::{AuthCache, Principal};
 pub use clock::Clock;
 pub use error::{AppError, StoreError};
+pub use limits::RATE_WINDOW_SECONDS;
 pub use metrics::{Metrics, Unit};
 pub use process::{Delivery, Disposition, FINISH_MARGIN, SYSTEM_FAILURES};
 pub use settings::{ConfigError, SETTINGS, STAGE_ENV, Setting, Settings, required};
 pub use submit::{Input, MAX_WAIT_SECONDS, Submission, Submitted, Upload};
+pub use sweep::{SWEEP_BATCH, SweepReport};
 
-use ports::{Accounts, JobQueue, JobStore, ObjectStore, Rollups, UsageLog};
+use ports::{Accounts, JobQueue, JobStore, ObjectStore, RateCounters, Rollups, UsageLog};
 
 /// The service: its settings, its storage ports and its warm caches. Built once at cold start
 /// and lent to every invocation.
@@ -44,6 +49,8 @@ pub struct App {
     pub stores: Stores,
     pub clock: Clock,
     pub auth: Arc<AuthCache>,
+    /// Customers this container has seen over their rate, until their window ends.
+    limited: Arc<limits::Limited>,
     pub metrics: Metrics,
 }
 
@@ -63,12 +70,15 @@ pub struct Stores {
     pub accounts: Arc<dyn Accounts>,
     pub usage_log: Arc<dyn UsageLog>,
     pub rollups: Arc<dyn Rollups>,
+    /// The per-customer rate limit's counters.
+    pub rate_counters: Arc<dyn RateCounters>,
 }
 
 impl App {
     pub fn new(settings: Settings, stores: Stores) -> Self {
         Self {
             auth: Arc::new(AuthCache::new(settings.auth_cache_ttl)),
+            limited: Arc::new(limits::Limited::default()),
             settings,
             stores,
             clock: Clock::system(),

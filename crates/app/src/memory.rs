@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::ports::{
     Accounts, ArchiveMarker, Claim, Finish, JobQueue, JobStore, ObjectHead, ObjectStore, Presigned,
-    Rollups, UsageLog,
+    RateCounters, Rollups, UsageLog,
 };
 use crate::{App, Settings, StoreError, Stores};
 
@@ -111,6 +111,7 @@ pub struct Memory {
     pub accounts: Arc<MemoryAccounts>,
     pub usage_log: Arc<MemoryUsageLog>,
     pub rollups: Arc<MemoryRollups>,
+    pub rate_counters: Arc<MemoryRateCounters>,
 }
 
 impl Default for Memory {
@@ -159,6 +160,10 @@ impl Memory {
                 keys: Mutex::default(),
                 customers: Mutex::default(),
             }),
+            rate_counters: Arc::new(MemoryRateCounters {
+                faults: faults.clone(),
+                counts: Mutex::default(),
+            }),
             usage_log,
             rollups: Arc::new(MemoryRollups {
                 faults: faults.clone(),
@@ -180,6 +185,7 @@ impl Memory {
             accounts: self.accounts.clone(),
             usage_log: self.usage_log.clone(),
             rollups: self.rollups.clone(),
+            rate_counters: self.rate_counters.clone(),
         }
     }
 
@@ -331,6 +337,81 @@ impl JobStore for MemoryJobs {
         stored.error = job.error.clone();
         self.usage.insert(usage);
         Ok(Finish::Recorded)
+    }
+
+    async fn open_before(
+        &self,
+        shard: u32,
+        before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
+        self.faults.check("jobs.open_before")?;
+        // The index's sort key is the creation or last sweep; `updated_at` is at least that.
+        Ok(lock(&self.jobs)
+            .values()
+            .filter(|j| !j.status.is_terminal())
+            .filter(|j| j.job_id.open_shard() == shard && j.updated_at < before)
+            .map(|j| j.job_id.clone())
+            .take(limit)
+            .collect())
+    }
+
+    async fn mark_swept(
+        &self,
+        id: &JobId,
+        seen: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.faults.check("jobs.mark_swept")?;
+        let mut jobs = lock(&self.jobs);
+        match jobs.get_mut(id) {
+            Some(j) if !j.status.is_terminal() && j.updated_at == seen => {
+                j.updated_at = now;
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict {
+                op: "jobs.mark_swept",
+            }),
+        }
+    }
+}
+
+// ---- rate counters -------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct MemoryRateCounters {
+    faults: Arc<Faults>,
+    counts: Mutex<HashMap<(String, i64), u64>>,
+}
+
+impl MemoryRateCounters {
+    /// What a customer's window has counted.
+    pub fn count(&self, customer_id: &str, window_start: i64) -> u64 {
+        lock(&self.counts)
+            .get(&(customer_id.to_owned(), window_start))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl RateCounters for MemoryRateCounters {
+    async fn admit(
+        &self,
+        customer_id: &str,
+        window_start: i64,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        self.faults.check("rate_counters.admit")?;
+        let mut counts = lock(&self.counts);
+        let n = counts
+            .entry((customer_id.to_owned(), window_start))
+            .or_default();
+        if *n >= limit {
+            return Ok(false);
+        }
+        *n += 1;
+        Ok(true)
     }
 }
 

@@ -68,6 +68,25 @@ pub trait JobStore: Send + Sync {
     /// Moves `job` to its terminal status (with `result` or `error`) and writes its usage record,
     /// atomically: both or neither.
     async fn finish(&self, job: &Job, usage: &UsageRecord) -> Result<Finish, StoreError>;
+    /// Up to `limit` unfinished jobs of open-jobs partition `shard` (of
+    /// [`resizer_core::job::OPEN_JOB_SHARDS`]) that were neither created nor swept since
+    /// `before`: the sweeper's candidates. Eventually consistent (an index): the caller reads
+    /// each job before acting on it.
+    async fn open_before(
+        &self,
+        shard: u32,
+        before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError>;
+    /// Records that the sweeper acts on an unfinished job last written at `seen`: sets its
+    /// `updated_at` (and its place in the open-jobs index) to `now`. `Conflict` when the job
+    /// was written since `seen` (a worker, or another sweep, got there first) or has finished.
+    async fn mark_swept(
+        &self,
+        id: &JobId,
+        seen: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 }
 
 /// An object's size and type, from a HEAD request.
@@ -99,6 +118,19 @@ pub trait ObjectStore: Send + Sync {
     async fn presign_get(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError>;
     /// A presigned PUT URL, valid for `ttl` from now.
     async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError>;
+}
+
+/// Per-customer request counters in fixed windows: the shared state of the rate limit.
+#[async_trait]
+pub trait RateCounters: Send + Sync {
+    /// Counts one request of `customer_id` in the window starting at `window_start` (Unix
+    /// seconds), unless `limit` are already counted there: `true` if it was counted (admitted).
+    async fn admit(
+        &self,
+        customer_id: &str,
+        window_start: i64,
+        limit: u64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// A queue of job messages: the jobs queue or its dead-letter queue.

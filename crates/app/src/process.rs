@@ -207,10 +207,16 @@ impl App {
         let head = match self.stores.staging.head(&key).await {
             Ok(h) => h,
             Err(e) if e.is_not_found() => {
-                let m = "the staged image no longer exists (uploads expire after 24 hours)";
-                return self
-                    .fail(job.clone(), JobError::new("not_found", m), 0, started)
-                    .await;
+                // An upload the customer let expire is the job's fault; an inline body is ours
+                // to keep until the job ends, so losing it (the staging lifecycle rule outran a
+                // long outage) is not.
+                let error = if job.staging_key.is_inline() {
+                    crate::sweep::expired(self.settings.max_job_age)
+                } else {
+                    let m = "the staged image no longer exists (uploads expire after 24 hours)";
+                    JobError::new("not_found", m)
+                };
+                return self.fail(job.clone(), error, 0, started).await;
             }
             Err(e) => return Err(e),
         };
@@ -325,7 +331,7 @@ impl App {
 
     /// Finishes a claimed (or queued) job as failed, with its usage record. Consumed, unless its
     /// inline body could not be removed.
-    async fn fail(
+    pub(crate) async fn fail(
         &self,
         mut job: Job,
         error: JobError,
@@ -366,14 +372,7 @@ impl App {
         let age = (self.now() - job.created_at).unsigned_abs();
         if age >= self.settings.max_job_age {
             tracing::error!(customer_id = %job.customer_id, attempts = job.attempts, age_s = age.as_secs(), "dead-lettered job too old to process; it expires");
-            let error = JobError::new(
-                "expired",
-                format!(
-                    "the job could not be processed within {} hours (a service outage); it is not \
-                     billed, please submit it again",
-                    self.settings.max_job_age.as_secs() / 3600
-                ),
-            );
+            let error = crate::sweep::expired(self.settings.max_job_age);
             return self.fail(job, error, 0, Instant::now()).await;
         }
         // A dependency was down for longer than the jobs queue's receives last: send the job

@@ -120,6 +120,25 @@ pub const MAX_JOB_AGE_SECONDS: Setting = setting(
     60,
     6 * 86_400,
 );
+/// How long an unfinished job may go unwritten before the sweeper sends it again (never less than
+/// the longest retry backoff plus a minute: [`crate::App::sweep_stale_after`]).
+pub const SWEEP_STALE_SECONDS: Setting = setting(
+    "SWEEP_STALE_SECONDS",
+    "SweepStaleSeconds",
+    1_800,
+    60,
+    43_200,
+);
+
+/// Jobs a customer may submit per second, averaged over a window of
+/// [`crate::RATE_WINDOW_SECONDS`] (so bursts of that many seconds' worth are admitted).
+pub const CUSTOMER_JOBS_PER_SECOND: Setting = setting(
+    "CUSTOMER_JOBS_PER_SECOND",
+    "CustomerJobsPerSecond",
+    100,
+    1,
+    100_000,
+);
 
 /// Every numeric setting.
 pub const SETTINGS: &[Setting] = &[
@@ -139,6 +158,8 @@ pub const SETTINGS: &[Setting] = &[
     RETRY_BACKOFF_MAX_SECONDS,
     MAX_CRASHES,
     MAX_JOB_AGE_SECONDS,
+    SWEEP_STALE_SECONDS,
+    CUSTOMER_JOBS_PER_SECOND,
 ];
 
 /// The stage's variable (a string, not in [`SETTINGS`]).
@@ -174,6 +195,10 @@ pub struct Settings {
     /// A job older than this when it comes out of the dead-letter queue ends `expired` instead of
     /// being sent back to the jobs queue.
     pub max_job_age: Duration,
+    /// See [`SWEEP_STALE_SECONDS`].
+    pub sweep_stale_after: Duration,
+    /// See [`CUSTOMER_JOBS_PER_SECOND`].
+    pub customer_jobs_per_second: u64,
 }
 
 impl Default for Settings {
@@ -260,6 +285,8 @@ impl Settings {
             retry_backoff_max: secs(RETRY_BACKOFF_MAX_SECONDS)?,
             max_crashes: MAX_CRASHES.read(get)? as u32,
             max_job_age: secs(MAX_JOB_AGE_SECONDS)?,
+            sweep_stale_after: secs(SWEEP_STALE_SECONDS)?,
+            customer_jobs_per_second: CUSTOMER_JOBS_PER_SECOND.read(get)?,
         })
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use resizer_core::image::{self, ImageInfo, truncation};
+use resizer_core::image::{self, ImageError, ImageInfo, truncation};
 use resizer_core::job::{
     IdempotencyKey, InputMeta, Job, JobId, JobMessage, Source, StagingKey, UploadId,
 };
@@ -18,6 +18,8 @@ use crate::{App, AppError, Principal, Settings, StoreError};
 pub const MAX_WAIT_SECONDS: u64 = 20;
 /// How much of a large upload is read to sniff its type and dimensions.
 const PROBE_PREFIX_BYTES: u64 = 256 * 1024;
+/// The longest prefix read for an upload's header.
+pub const MAX_PROBE_BYTES: u64 = 16 * 1024 * 1024;
 
 const SUPPORTED_TYPES: &str = "image/jpeg, image/png, image/webp or image/gif";
 
@@ -154,6 +156,8 @@ impl App {
         if principal.over_quota() {
             return Err(principal.quota_exceeded());
         }
+        // After the replay check: a retry of a created job is answered, never rate limited.
+        self.admit(principal).await?;
         let id = keyed.clone().unwrap_or_else(JobId::generate);
         let mut job = match sub.input {
             Input::Inline(body) => self.stage_inline(principal, id, sub.spec, body).await?,
@@ -267,12 +271,7 @@ impl App {
         if head.size == 0 {
             return Err(AppError::Invalid("the uploaded object is empty".into()));
         }
-        let prefix = self
-            .stores
-            .staging
-            .get_prefix(&key, PROBE_PREFIX_BYTES)
-            .await?;
-        let info = image::probe(&prefix, &self.settings.limits)?;
+        let info = self.probe_upload(&key, head.size).await?;
         self.settings.limits.check_output_of(&info, &spec)?;
         Ok(Job::new_with_id(
             id,
@@ -282,6 +281,22 @@ impl App {
             Source::Upload(upload_id),
             self.now(),
         ))
+    }
+
+    /// Reads an upload's header from a prefix of it: 256 KiB first, and if the header lies
+    /// beyond that (a JPEG behind hundreds of KiB of XMP or EXIF), longer prefixes up to
+    /// [`MAX_PROBE_BYTES`], so that a file accepted inline is accepted uploaded too.
+    async fn probe_upload(&self, key: &str, size: u64) -> Result<ImageInfo, AppError> {
+        let mut n = PROBE_PREFIX_BYTES;
+        loop {
+            let prefix = self.stores.staging.get_prefix(key, n).await?;
+            match image::probe(&prefix, &self.settings.limits) {
+                Err(ImageError::InvalidImage(_)) if n < size && n < MAX_PROBE_BYTES => {
+                    n = (n * 8).min(MAX_PROBE_BYTES);
+                }
+                r => return Ok(r?),
+            }
+        }
     }
 
     /// Polls until the job is finished or `wait` has passed, and answers its latest known state.

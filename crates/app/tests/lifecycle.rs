@@ -520,14 +520,15 @@ async fn a_message_of_another_customer_fails_the_job() {
 }
 
 #[tokio::test]
-async fn a_job_whose_staged_image_is_gone_fails_with_not_found() {
+async fn a_job_whose_upload_expired_fails_with_not_found() {
+    // The customer let the upload expire before the job ran: the job's fault.
     let w = world().await;
-    let job = submit(&w).await;
-    w.mem
-        .staging
-        .delete(&job.staging_key.to_string())
-        .await
-        .unwrap();
+    let up = w.app.create_upload(&w.principal, None).await.unwrap();
+    let key = StagingKey::upload(&w.principal.customer_id, &up.upload_id).to_string();
+    w.mem.staging.put(&key, png(), "image/png").await.unwrap();
+    let sub = Submission::upload(spec(), up.upload_id.to_string());
+    let job = w.app.submit(&w.principal, sub).await.unwrap().job;
+    w.mem.staging.delete(&key).await.unwrap();
     assert_eq!(
         w.app.process(delivery(&message(&job), 1), Fake::ok()).await,
         Disposition::Consumed
@@ -912,4 +913,241 @@ async fn a_refusal_a_deploy_may_fix_waits_the_longest_backoff_at_once() {
         }
     );
     assert_eq!(stored(&w, &job).await.status, JobStatus::Processing);
+}
+
+// ---- the sweeper ---------------------------------------------------------------------------------
+
+/// A world whose clock the test moves.
+async fn world_with_clock() -> (World, Clock) {
+    let clock = Clock::fixed(datetime!(2026-11-30 10:00 UTC));
+    let mem = Memory::new();
+    let app = mem.app(Settings::default()).with_clock(clock.clone());
+    let (_, key) = mem.customer(&app, None).await;
+    let principal = app.authenticate(Some(&key.expose())).await.unwrap();
+    (
+        World {
+            mem,
+            app,
+            principal,
+        },
+        clock,
+    )
+}
+
+#[tokio::test]
+async fn a_job_whose_message_was_never_sent_is_swept_onto_the_queue_and_done() {
+    // The api wrote the job and could neither send its message nor remove it (or died between
+    // the two): nothing would ever process it.
+    let (w, clock) = world_with_clock().await;
+    w.mem.faults.fail_next(
+        "queue.send",
+        StoreError::unavailable("sqs:SendMessage", "throttled"),
+    );
+    w.mem.faults.fail_next(
+        "jobs.delete_queued",
+        StoreError::unavailable("dynamodb:DeleteItem", "throttled"),
+    );
+    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
+    let job = w.app.submit(&w.principal, sub).await.unwrap().job;
+    assert!(w.mem.queue.sent().is_empty());
+
+    // Not before the stale bound: a job may be waiting out its backoff.
+    clock.advance(time::Duration::minutes(5));
+    let early = w.app.sweep().await;
+    assert_eq!((early.candidates, early.requeued), (0, 0), "{early:?}");
+
+    clock.advance(time::Duration::seconds(
+        w.app.sweep_stale_after().as_secs() as i64
+    ));
+    let report = w.app.sweep().await;
+    assert_eq!(
+        (report.requeued, report.expired, report.errors),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    let sent = w.mem.queue.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].job_id, job.job_id);
+
+    // A second run right after acts on nothing: the job was marked swept.
+    let again = w.app.sweep().await;
+    assert_eq!(again.requeued, 0, "{again:?}");
+    assert_eq!(w.mem.queue.sent().len(), 1);
+
+    let d = w.app.process(delivery(&sent[0], 1), Fake::ok()).await;
+    assert_eq!(d, Disposition::Consumed);
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
+    assert_eq!(w.mem.usage_log.all().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_job_older_than_the_maximum_age_expires_unbilled_and_its_body_goes() {
+    let (w, clock) = world_with_clock().await;
+    let job = submit(&w).await;
+    let processing = {
+        // Claimed by a worker that died, its message lost.
+        let msg = message(&job);
+        w.mem.faults.fail_next(
+            "results.put",
+            StoreError::unavailable("s3:PutObject", "down"),
+        );
+        let d = w.app.process(delivery(&msg, 1), Fake::ok()).await;
+        assert!(is_retry(d));
+        stored(&w, &job).await
+    };
+    assert!(!processing.status.is_terminal());
+    clock.advance(time::Duration::seconds(
+        w.app.settings.max_job_age.as_secs() as i64 + 60,
+    ));
+    let report = w.app.sweep().await;
+    assert_eq!((report.expired, report.requeued), (1, 0), "{report:?}");
+    let done = stored(&w, &job).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert_eq!(done.error.as_ref().unwrap().code, "expired");
+    let usage = w.mem.usage_log.all();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].outcome, Outcome::Failed);
+    assert!(
+        w.mem.staging.keys().is_empty(),
+        "the inline body is removed"
+    );
+    // Nothing left to sweep.
+    let again = w.app.sweep().await;
+    assert_eq!(again.candidates, 0, "{again:?}");
+}
+
+#[tokio::test]
+async fn a_sweep_leaves_jobs_a_worker_touched_and_survives_a_failing_partition() {
+    let (w, clock) = world_with_clock().await;
+    let job = submit(&w).await;
+    clock.advance(time::Duration::hours(2));
+    // A worker claims it just before the sweep reads it: recent, left alone.
+    let _ = w.mem.jobs.claim(&job.job_id, w.app.now()).await.unwrap();
+    w.mem.faults.fail_next(
+        "jobs.open_before",
+        StoreError::unavailable("dynamodb:Query", "throttled"),
+    );
+    let report = w.app.sweep().await;
+    assert_eq!(report.errors, 1, "{report:?}");
+    assert_eq!(report.requeued, 0, "{report:?}");
+    assert!(w.mem.queue.sent().len() == 1, "only the submit's message");
+}
+
+#[tokio::test]
+async fn an_inline_body_lost_before_its_job_ran_expires_the_job_not_blames_it() {
+    let w = world().await;
+    let job = submit(&w).await;
+    w.mem
+        .staging
+        .delete(&job.staging_key.to_string())
+        .await
+        .unwrap();
+    let d = w.app.process(delivery(&message(&job), 1), Fake::ok()).await;
+    assert_eq!(d, Disposition::Consumed);
+    let done = stored(&w, &job).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert_eq!(
+        done.error.unwrap().code,
+        "expired",
+        "ours, not the customer's"
+    );
+}
+
+// ---- the per-customer rate limit -----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_customer_over_its_rate_is_refused_until_its_window_ends_and_others_are_not() {
+    let clock = Clock::fixed(datetime!(2026-11-30 10:00:03 UTC));
+    let mem = Memory::new();
+    let settings = Settings {
+        customer_jobs_per_second: 1,
+        ..Settings::default()
+    };
+    let app = mem.app(settings).with_clock(clock.clone());
+    let principal = |key: ApiKey| {
+        let app = app.clone();
+        async move { app.authenticate(Some(&key.expose())).await.unwrap() }
+    };
+    let flooder = principal(mem.customer(&app, None).await.1).await;
+    let other = principal(mem.customer(&app, None).await.1).await;
+    let sub = || Submission::inline(spec(), Some("image/png"), &png(), &app.settings).unwrap();
+
+    // 1 job/s over a 10 s window: 10 admitted, the 11th refused until the window ends (10:00:10).
+    for _ in 0..10 {
+        app.submit(&flooder, sub()).await.unwrap();
+    }
+    let refused = app.submit(&flooder, sub()).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            AppError::RateLimited {
+                retry_after_s: 7,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    // Refused again without another counter write (this container remembers).
+    let writes = mem.faults.calls("rate_counters.admit");
+    assert!(app.submit(&flooder, sub()).await.is_err());
+    assert_eq!(mem.faults.calls("rate_counters.admit"), writes);
+    assert_eq!(
+        mem.jobs.all().len(),
+        10,
+        "nothing staged or written for a refusal"
+    );
+    assert_eq!(mem.staging.keys().len(), 10);
+
+    // Another customer is not affected.
+    app.submit(&other, sub()).await.unwrap();
+
+    // A retry of a created job is answered, not refused.
+    let keyed = || sub().with_idempotency_key(Some(IdempotencyKey::parse("k").unwrap()));
+    assert!(
+        app.submit(&flooder, keyed()).await.is_err(),
+        "a new job: refused"
+    );
+    clock.advance(time::Duration::seconds(7));
+    let created = app.submit(&flooder, keyed()).await.unwrap();
+    for _ in 0..20 {
+        let _ = app.submit(&flooder, sub()).await;
+    }
+    let replay = app.submit(&flooder, keyed()).await.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.job.job_id, created.job.job_id);
+}
+
+#[tokio::test]
+async fn the_rate_limit_admits_when_its_counters_cannot_be_reached() {
+    let w = world().await;
+    w.mem.faults.fail_next(
+        "rate_counters.admit",
+        StoreError::unavailable("dynamodb:UpdateItem", "down"),
+    );
+    submit(&w).await;
+    assert_eq!(w.mem.jobs.all().len(), 1);
+}
+
+#[tokio::test]
+async fn an_upload_whose_header_lies_beyond_the_first_probe_is_accepted() {
+    // A JPEG whose frame header follows 320 KiB of APP1 (XMP) segments.
+    let mut jpeg = vec![0xff, 0xd8];
+    for _ in 0..5 {
+        jpeg.extend_from_slice(&[0xff, 0xe1, 0xff, 0xff]);
+        jpeg.extend(std::iter::repeat_n(b' ', 0xffff - 2));
+    }
+    // SOF0: 8-bit, 6 high, 8 wide, 3 components.
+    jpeg.extend_from_slice(&[
+        0xff, 0xc0, 0x00, 0x11, 0x08, 0x00, 0x06, 0x00, 0x08, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11,
+        0x01, 0x03, 0x11, 0x01,
+    ]);
+    jpeg.extend_from_slice(&[0xff, 0xd9]);
+    assert!(jpeg.len() > 256 * 1024);
+    let w = world().await;
+    let up = w.app.create_upload(&w.principal, None).await.unwrap();
+    let key = StagingKey::upload(&w.principal.customer_id, &up.upload_id).to_string();
+    w.mem.staging.put(&key, jpeg, "image/jpeg").await.unwrap();
+    let sub = Submission::upload(spec(), up.upload_id.to_string());
+    let job = w.app.submit(&w.principal, sub).await.unwrap().job;
+    assert_eq!((job.input.width, job.input.height), (8, 6));
 }

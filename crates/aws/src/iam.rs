@@ -31,8 +31,9 @@ use resizer_app::memory::Call;
 pub struct Resource {
     /// The logical id: `JobsTable`, `StagingBucket`, `JobsQueue`.
     pub logical_id: &'static str,
-    /// For a bucket's objects, the key pattern after `<bucket ARN>/` (`inline/*`); `None` for the
-    /// resource itself (a table, a queue, a bucket for `s3:ListBucket`).
+    /// For a bucket's objects, the key pattern after `<bucket ARN>/` (`inline/*`); for a table's
+    /// index, `index/<name>`; `None` for the resource itself (a table, a queue, a bucket for
+    /// `s3:ListBucket`).
     pub objects: Option<&'static str>,
 }
 
@@ -62,10 +63,13 @@ impl fmt::Display for Resource {
 }
 
 pub const JOBS_TABLE: Resource = Resource::whole("JobsTable");
+/// The jobs table's sparse index of unfinished jobs (`dynamo::jobs::OPEN_JOBS_INDEX`).
+pub const OPEN_JOBS_INDEX: Resource = Resource::objects("JobsTable", "index/open-jobs");
 pub const API_KEYS_TABLE: Resource = Resource::whole("ApiKeysTable");
 pub const CUSTOMERS_TABLE: Resource = Resource::whole("CustomersTable");
 pub const USAGE_TABLE: Resource = Resource::whole("UsageTable");
 pub const USAGE_ROLLUPS_TABLE: Resource = Resource::whole("UsageRollupsTable");
+pub const RATE_LIMITS_TABLE: Resource = Resource::whole("RateLimitsTable");
 pub const JOBS_QUEUE: Resource = Resource::whole("JobsQueue");
 pub const JOBS_DLQ: Resource = Resource::whole("JobsDlq");
 /// The staging bucket itself (for `s3:ListBucket`).
@@ -202,6 +206,18 @@ pub const OPERATIONS: &[Operation] = &[
                condition is the Update's own, and a Put of the usage item. No ConditionCheck \
                item, so no dynamodb:ConditionCheckItem",
     },
+    Operation {
+        op: "jobs.open_before",
+        keys: None,
+        grants: &[g("dynamodb:Query", OPEN_JOBS_INDEX)],
+        note: "a Query of the open-jobs index: the index's ARN, not the table's",
+    },
+    Operation {
+        op: "jobs.mark_swept",
+        keys: None,
+        grants: &[g("dynamodb:UpdateItem", JOBS_TABLE)],
+        note: "a conditional UpdateItem: the job is unchanged since it was read",
+    },
     // ---- staging bucket (s3.rs) ----------------------------------------------------------------
     Operation {
         op: "staging.put",
@@ -304,6 +320,13 @@ pub const OPERATIONS: &[Operation] = &[
         keys: None,
         grants: &[g("sqs:ChangeMessageVisibility", JOBS_DLQ)],
         note: "the retry backoff of a dead letter that could not be settled",
+    },
+    // ---- rate limit (dynamo/rate.rs) ----------------------------------------------------------
+    Operation {
+        op: "rate_counters.admit",
+        keys: None,
+        grants: &[g("dynamodb:UpdateItem", RATE_LIMITS_TABLE)],
+        note: "a conditional UpdateItem (ADD): no other action",
     },
     // ---- api-keys and customers (dynamo/accounts.rs) -------------------------------------------
     Operation {
@@ -443,6 +466,7 @@ pub const API: Function = Function {
         "staging.put inline/*",
         "staging.head uploads/*",
         "staging.get_prefix uploads/*",
+        "rate_counters.admit",
         "jobs.put_new",
         "queue.send",
         "jobs.delete_queued",
@@ -491,8 +515,21 @@ pub const AGGREGATE: Function = Function {
     ],
 };
 
+pub const SWEEP: Function = Function {
+    logical_id: "SweepFunction",
+    use_cases: &["sweep (re-enqueue a stale job, expire one too old)"],
+    calls: &[
+        "jobs.open_before",
+        "jobs.get",
+        "jobs.mark_swept",
+        "queue.send",
+        "jobs.finish",
+        "staging.delete inline/*",
+    ],
+};
+
 /// Every function of the template.
-pub const FUNCTIONS: &[Function] = &[API, RESIZE, AGGREGATE];
+pub const FUNCTIONS: &[Function] = &[API, RESIZE, AGGREGATE, SWEEP];
 
 /// The operation named `name` ([`Operation::name`]).
 pub fn operation(name: &str) -> Option<&'static Operation> {
@@ -624,7 +661,10 @@ mod tests {
     fn object_grants_name_the_keys_the_operation_is_called_with() {
         for op in OPERATIONS {
             for grant in op.grants {
-                if let Some(objects) = grant.resource.objects {
+                // A bucket's objects (not a table's index, `JobsTable/index/open-jobs`).
+                if let Some(objects) = grant.resource.objects
+                    && !objects.starts_with("index/")
+                {
                     assert_eq!(Some(objects), op.keys, "{}: {grant}", op.name());
                 }
             }

@@ -34,12 +34,14 @@ pub const API_KEYS_TABLE: Resource = r("ApiKeysTableName", "API_KEYS_TABLE");
 pub const CUSTOMERS_TABLE: Resource = r("CustomersTableName", "CUSTOMERS_TABLE");
 pub const USAGE_TABLE: Resource = r("UsageTableName", "USAGE_TABLE");
 pub const USAGE_ROLLUPS_TABLE: Resource = r("UsageRollupsTableName", "USAGE_ROLLUPS_TABLE");
+pub const RATE_LIMITS_TABLE: Resource = r("RateLimitsTableName", "RATE_LIMITS_TABLE");
 pub const API_URL: Resource = output_only("ApiUrl");
 /// Only where the template's ApiFunctionUrl parameter is "true" (the local deploy).
 pub const API_FUNCTION_URL: Resource = output_only("ApiFunctionUrl");
 pub const API_FUNCTION: Resource = output_only("ApiFunctionName");
 pub const RESIZE_FUNCTION: Resource = output_only("ResizeFunctionName");
 pub const AGGREGATE_FUNCTION: Resource = output_only("AggregateFunctionName");
+pub const SWEEP_FUNCTION: Resource = output_only("SweepFunctionName");
 
 /// Every resource every stack outputs, in the template's output order (not the conditional
 /// [`API_FUNCTION_URL`]).
@@ -56,9 +58,11 @@ pub const ALL: &[Resource] = &[
     CUSTOMERS_TABLE,
     USAGE_TABLE,
     USAGE_ROLLUPS_TABLE,
+    RATE_LIMITS_TABLE,
     API_FUNCTION,
     RESIZE_FUNCTION,
     AGGREGATE_FUNCTION,
+    SWEEP_FUNCTION,
 ];
 
 /// The names a function's adapters are bound to.
@@ -75,6 +79,7 @@ pub struct Resources {
     pub customers_table: String,
     pub usage_table: String,
     pub usage_rollups_table: String,
+    pub rate_limits_table: String,
 }
 
 impl Resources {
@@ -100,6 +105,7 @@ impl Resources {
             customers_table: req(CUSTOMERS_TABLE)?,
             usage_table: req(USAGE_TABLE)?,
             usage_rollups_table: req(USAGE_ROLLUPS_TABLE)?,
+            rate_limits_table: req(RATE_LIMITS_TABLE)?,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use resizer_app::{App, ConfigError, Metrics, Settings, Stores};
 
-use crate::dynamo::{AccountsTables, JobsTable, RollupsTable, UsageTable};
+use crate::dynamo::{AccountsTables, JobsTable, RateCountersTable, RollupsTable, UsageTable};
 use crate::resources::Resources;
 use crate::s3::S3Bucket;
 use crate::sdk::{load_sdk_config, s3_client};
@@ -23,6 +23,7 @@ pub struct Adapters {
     pub accounts: AccountsTables,
     pub usage: UsageTable,
     pub rollups: RollupsTable,
+    pub rate_counters: RateCountersTable,
 }
 
 impl Adapters {
@@ -47,7 +48,8 @@ impl Adapters {
                 &resources.customers_table,
             ),
             usage,
-            rollups: RollupsTable::new(dynamodb, &resources.usage_rollups_table),
+            rollups: RollupsTable::new(dynamodb.clone(), &resources.usage_rollups_table),
+            rate_counters: RateCountersTable::new(dynamodb, &resources.rate_limits_table),
         }
     }
 
@@ -64,6 +66,7 @@ impl Adapters {
             accounts: Arc::new(self.accounts.clone()),
             usage_log: Arc::new(self.usage.clone()),
             rollups: Arc::new(self.rollups.clone()),
+            rate_counters: Arc::new(self.rate_counters.clone()),
         }
     }
 }

@@ -53,7 +53,19 @@ impl IdempotencyKey {
     }
 }
 
+/// Unfinished jobs are indexed in this many partitions (the jobs table's `open-jobs` index), so
+/// that the sweeper's queries spread over partitions at any job rate. Fixed: a job indexed under
+/// a larger count would not be found by a sweeper that reads fewer.
+pub const OPEN_JOB_SHARDS: u32 = 16;
+
 impl JobId {
+    /// The partition of the open-jobs index this job is kept in while unfinished.
+    pub fn open_shard(&self) -> u32 {
+        // The last hex digits are random (v7) or a hash (idempotency keys).
+        let tail = &self.0[self.0.len().saturating_sub(4)..];
+        u32::from_str_radix(tail, 16).unwrap_or(0) % OPEN_JOB_SHARDS
+    }
+
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().hyphenated().to_string())
     }

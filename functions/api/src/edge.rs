@@ -79,9 +79,12 @@ pub async fn edge(State(app): State<App>, mut req: Request, next: Next) -> Respo
         {
             r.headers_mut().insert(header::ALLOW, allow);
         }
-        if e.status == http::StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = e
+            .retry_after_s
+            .or((e.status == http::StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(s) = retry_after {
             r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         if e.status == http::StatusCode::UNAUTHORIZED {
             r.headers_mut()

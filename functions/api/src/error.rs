@@ -22,6 +22,7 @@ pub const CODES: &[(u16, &str)] = &[
     (422, "dimensions_too_large"),
     (422, "output_too_large"),
     (429, "quota_exceeded"),
+    (429, "rate_limited"),
     (500, "internal_error"),
     (503, "service_unavailable"),
 ];
@@ -35,6 +36,8 @@ pub struct ApiError {
     pub detail: Option<String>,
     /// For 405: the methods the path allows.
     pub allow: Option<String>,
+    /// Seconds for `Retry-After` (429 rate_limited; a 503 always says 1).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -49,6 +52,7 @@ impl ApiError {
             message: message.into(),
             detail: None,
             allow: None,
+            retry_after_s: None,
         }
     }
 
@@ -142,6 +146,14 @@ impl From<AppError> for ApiError {
             }
             AppError::QuotaExceeded(m) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", m)
+            }
+            AppError::RateLimited {
+                message,
+                retry_after_s,
+            } => {
+                let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                e.retry_after_s = Some(retry_after_s);
+                e
             }
             AppError::IdempotencyConflict(m) => {
                 ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", m)

@@ -93,6 +93,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
 /// the response (a timed-out invocation answers the caller 5xx for a job that exists).
 fn time_left(ctx: &lambda_http::Context) -> std::time::Duration {
     const MARGIN_MS: u64 = 2_000;
+    if ctx.deadline == 0 {
+        // No deadline known (an event not from the Lambda runtime): nothing to cap.
+        return std::time::Duration::MAX;
+    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

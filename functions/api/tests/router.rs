@@ -316,3 +316,38 @@ async fn an_idempotency_key_replays_the_job_and_refuses_another_request() {
     assert_eq!(bad["error"]["code"], "invalid_parameter");
     assert_eq!(a.mem.queue.sent().len(), 1);
 }
+
+#[tokio::test]
+async fn a_customer_over_its_rate_gets_429_rate_limited_with_retry_after() {
+    let mem = Memory::new();
+    let settings = Settings {
+        customer_jobs_per_second: 1,
+        ..Settings::default()
+    };
+    // A fixed clock: the 10 requests must fall in one window.
+    let clock = resizer_app::Clock::fixed(time::macros::datetime!(2026-11-30 10:00:01 UTC));
+    let app = mem.app(settings).with_clock(clock);
+    let (_, key) = mem.customer(&app, None).await;
+    let a = Api {
+        mem,
+        app,
+        key: key.expose(),
+    };
+    let post = || {
+        a.call(
+            Method::POST,
+            "/v1/jobs?width=1",
+            true,
+            TINY_PNG.to_vec(),
+            "image/png",
+        )
+    };
+    for _ in 0..resizer_app::RATE_WINDOW_SECONDS {
+        assert_eq!(post().await.status, StatusCode::ACCEPTED);
+    }
+    let r = post().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
+    assert_eq!(code(&r), "rate_limited");
+    assert_eq!(r.headers["retry-after"], "9");
+    assert_eq!(a.mem.queue.sent().len(), 10);
+}

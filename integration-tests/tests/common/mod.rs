@@ -407,12 +407,13 @@ pub async fn wait_done_within(
     }
 }
 
-/// The three functions, by the stack output that names each.
+/// The functions, by the stack output that names each.
 #[derive(Debug, Clone, Copy)]
 pub enum Function {
     Api,
     Resize,
     Aggregate,
+    Sweep,
 }
 
 impl Function {
@@ -421,6 +422,7 @@ impl Function {
             Function::Api => resources::API_FUNCTION,
             Function::Resize => resources::RESIZE_FUNCTION,
             Function::Aggregate => resources::AGGREGATE_FUNCTION,
+            Function::Sweep => resources::SWEEP_FUNCTION,
         }
     }
 }

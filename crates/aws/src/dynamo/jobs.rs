@@ -89,6 +89,9 @@ impl JobStore for JobsTable {
     async fn put_new(&self, job: &Job) -> Result<(), StoreError> {
         let mut item = to_item(job)?;
         item.insert("expires_at".into(), num(job.expires_at()));
+        // In the open-jobs index until finished (see `finish`).
+        item.insert(OPEN_SHARD.into(), num(job.job_id.open_shard()));
+        item.insert(OPEN_AT.into(), num(epoch_ms(job.created_at)));
         self.table
             .put("dynamodb:PutItem jobs", item, Some("job_id"))
             .await
@@ -173,7 +176,9 @@ impl JobStore for JobsTable {
             .update_item()
             .table_name(&self.table.name)
             .set_key(Some(Self::id(id)))
-            .update_expression("SET #status = :failed, #error = :error, updated_at = :now")
+            .update_expression(format!(
+                "SET #status = :failed, #error = :error, updated_at = :now {LEAVE_OPEN_INDEX}"
+            ))
             .condition_expression(format!("attribute_exists(job_id) AND ({cond})"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#error", "error")
@@ -223,7 +228,7 @@ impl JobStore for JobsTable {
         let update = Update::builder()
             .table_name(&self.table.name)
             .set_key(Some(Self::id(&job.job_id)))
-            .update_expression(format!("SET {}", set.join(", ")))
+            .update_expression(format!("SET {} {LEAVE_OPEN_INDEX}", set.join(", ")))
             .condition_expression(format!("attribute_exists(job_id) AND ({cond})"))
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -265,6 +270,89 @@ impl JobStore for JobsTable {
             }
         }
     }
+
+    async fn open_before(
+        &self,
+        shard: u32,
+        before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
+        const OP: &str = "dynamodb:Query jobs open-jobs";
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let page = self
+                .table
+                .client
+                .query()
+                .table_name(&self.table.name)
+                .index_name(OPEN_JOBS_INDEX)
+                .key_condition_expression("open_shard = :shard AND open_at < :before")
+                .expression_attribute_values(":shard", num(shard))
+                .expression_attribute_values(":before", num(epoch_ms(before)))
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))?;
+            for item in page.items.unwrap_or_default() {
+                match item
+                    .get("job_id")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|v| JobId::parse(v))
+                {
+                    Some(id) => out.push(id),
+                    None => {
+                        tracing::warn!("an open-jobs index entry without a valid job id; skipped")
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn mark_swept(
+        &self,
+        id: &JobId,
+        seen: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (cond, mut values) = status_condition(&[JobStatus::Queued, JobStatus::Processing]);
+        values.insert(":seen".into(), s(&rfc3339(seen)));
+        values.insert(":now".into(), s(&rfc3339(now)));
+        values.insert(":now_ms".into(), num(epoch_ms(now)));
+        self.table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(Self::id(id)))
+            .update_expression("SET updated_at = :now, open_at = :now_ms")
+            .condition_expression(format!(
+                "attribute_exists(open_shard) AND updated_at = :seen AND ({cond})"
+            ))
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb:UpdateItem jobs", e))?;
+        Ok(())
+    }
+}
+
+/// The open-jobs index (KEYS_ONLY): an unfinished job's partition and the time it was created
+/// or last swept. Sparse: a finished job's update removes both, so the index holds only the jobs
+/// that the sweeper may have to act on.
+pub const OPEN_JOBS_INDEX: &str = "open-jobs";
+const OPEN_SHARD: &str = "open_shard";
+const OPEN_AT: &str = "open_at";
+const LEAVE_OPEN_INDEX: &str = "REMOVE open_shard, open_at";
+
+fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// `#status IN (:s0, :s1, …)` and its values.

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod jobs;
+mod rate;
 mod rollups;
 mod usage;
 
@@ -16,7 +17,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use accounts::AccountsTables;
-pub use jobs::JobsTable;
+pub use jobs::{JobsTable, OPEN_JOBS_INDEX};
+pub use rate::RateCountersTable;
 pub use rollups::{ARCHIVE_MARKER_PK, RollupsTable};
 pub use usage::UsageTable;
 

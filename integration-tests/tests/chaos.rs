@@ -303,7 +303,7 @@ fn report_kills(
 
 // ---- make test ------------------------------------------------------------------------------
 
-/// The smoke scenario (`make test`, about two minutes): SQS black-holed for the api for 15 s, and
+/// The smoke scenario (`make test`, about three minutes measured): SQS black-holed for the api for 15 s, and
 /// the resize process SIGKILLed in the middle of two conversions, under a light load. The API
 /// answers every request in bounded time, and every job it accepted ends done, once.
 #[tokio::test]
@@ -388,7 +388,7 @@ async fn smoke_sqs_blackout_and_resize_kills() {
 
 /// DynamoDB unreachable for 10 minutes during a backlog: after recovery every job is done.
 #[tokio::test]
-#[ignore = "make chaos (about 20 minutes)"]
+#[ignore = "make chaos (11 minutes measured)"]
 async fn dynamodb_unreachable_during_a_backlog() {
     let _serial = SERIAL.lock().await;
     let Some(env) = Env::new("dynamodb-outage").await else {
@@ -476,7 +476,7 @@ async fn dynamodb_unreachable_during_a_backlog() {
 
 /// S3 answering 503 SlowDown to 20 % of calls for 5 minutes: every job done, latency recorded.
 #[tokio::test]
-#[ignore = "make chaos (about 8 minutes)"]
+#[ignore = "make chaos (7.5 minutes measured)"]
 async fn s3_slowdown_for_a_fifth_of_calls() {
     let _serial = SERIAL.lock().await;
     let Some(env) = Env::new("s3-slowdown").await else {
@@ -551,7 +551,7 @@ async fn s3_slowdown_for_a_fifth_of_calls() {
 /// SQS unreachable for 2 minutes: the API answers 503 within a bounded time (no request hangs),
 /// and every job it accepted ends done.
 #[tokio::test]
-#[ignore = "make chaos (about 4 minutes)"]
+#[ignore = "make chaos (2.5 minutes measured)"]
 async fn sqs_unreachable_for_the_api() {
     let _serial = SERIAL.lock().await;
     let Some(env) = Env::new("sqs-outage").await else {
@@ -614,7 +614,7 @@ async fn sqs_unreachable_for_the_api() {
 
 /// The resize process SIGKILLed mid-conversion, 20 times during a run: every job done, once.
 #[tokio::test]
-#[ignore = "make chaos (about 6 minutes)"]
+#[ignore = "make chaos (4 minutes measured)"]
 async fn resize_killed_mid_conversion() {
     let _serial = SERIAL.lock().await;
     let Some(env) = Env::new("resize-kills").await else {
@@ -673,7 +673,7 @@ async fn resize_killed_mid_conversion() {
 /// proxy adds latency to its queries of raw usage) so that a run lasts long enough to be killed in;
 /// each round adds jobs, kills a run in the middle, and checks the next run.
 #[tokio::test]
-#[ignore = "make chaos (about 4 minutes)"]
+#[ignore = "make chaos (1.5 minutes measured)"]
 async fn aggregator_killed_mid_run() {
     let _serial = SERIAL.lock().await;
     let Some(env) = Env::new("aggregator-kills").await else {
@@ -824,9 +824,13 @@ async fn aggregator_killed_mid_run() {
     report.finish(&v);
 }
 
-/// One customer floods (10× the others): the others' latency stays within a bound.
+/// One customer floods (10× the others): the others' latency stays within a bound (their p95
+/// submit→done during the flood ≤ `CHAOS_FLOOD_BOUND_S`, 5 s). The flooder's 429s count as not
+/// accepted. This fails on the local stack, with or without the per-customer rate limit (see
+/// docs/reliability.md: the admitted rates exceed the serial local poller's capacity, and one
+/// FIFO queue serves everyone); it is the check for whatever isolates customers next.
 #[tokio::test]
-#[ignore = "make chaos (about 7 minutes)"]
+#[ignore = "make chaos (8 minutes measured)"]
 async fn one_customer_floods() {
     let _serial = SERIAL.lock().await;
     let Some(env) = Env::new("flood").await else {

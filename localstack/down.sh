@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop the LocalStack that localstack/up.sh started from this checkout, by the PID in its PID file:
-# SIGTERM, wait, then SIGKILL of its own process group (which up.sh created) if anything is left.
+# SIGTERM, wait, then SIGKILL of its own process group (which up.sh created) if anything is left;
+# then the fault proxy up.sh started, by its PID file.
 # A LocalStack that this checkout did not start is never touched.
 #
 # env: RESIZER_LOCALSTACK_STOP_TIMEOUT  seconds to wait after SIGTERM (default 30)
@@ -25,6 +26,22 @@ descendants() {
         descendants "$child"
     done
 }
+
+# stop_fault_proxy: the fault proxy up.sh started, by its PID (after LocalStack: it is its upstream).
+stop_fault_proxy() {
+    local fp
+    if fp="$(fp_our_pid)"; then
+        log "stopping the fault proxy (pid $fp)"
+        kill -TERM "$fp" 2>/dev/null || true
+        local t=$SECONDS
+        while kill -0 "$fp" 2>/dev/null && ((SECONDS - t < 5)); do
+            sleep 0.1
+        done
+        kill -KILL "$fp" 2>/dev/null || true
+    fi
+    rm -f "$FAULT_PROXY_PIDFILE"
+}
+trap stop_fault_proxy EXIT
 
 lock_local_aws
 if ! pid="$(ls_our_pid)"; then

@@ -12,6 +12,8 @@
 # env: RESIZER_REGION   the region to deploy to (default us-east-1); another region's stack is
 #                       separate and writes its files under .local/regions/<region>/
 #      RESIZER_BIN_DIR  where the functions' binaries are (default: cargo's target/debug)
+#      RESIZER_PROVISION_PARAMETERS  more template parameters, "Key=Value Key2=Value2", applied
+#                       after (so over) the local ones above; `make chaos` shortens timeouts this way
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
@@ -21,6 +23,11 @@ lock_local_aws
 ls_probe || die "no local AWS answers at $LOCAL_AWS_ENDPOINT (run: make up)"
 
 region="${RESIZER_REGION:-$LOCAL_REGION}"
+extra=()
+for p in ${RESIZER_PROVISION_PARAMETERS:-}; do
+    [[ "$p" == *=* ]] || die "RESIZER_PROVISION_PARAMETERS: $p is not Key=Value"
+    extra+=("--parameter=$p")
+done
 "$LS_VENV/bin/python" "$RESIZER_ROOT/localstack/provision.py" \
     --endpoint "$LOCAL_AWS_ENDPOINT" \
     --region "$region" \
@@ -39,4 +46,5 @@ region="${RESIZER_REGION:-$LOCAL_REGION}"
     --parameter UsageSlices=4 \
     --parameter SweepStaleSeconds=60 \
     "--parameter=SweepSchedule=rate(1 minute)" \
-    "--parameter=AggregateSchedule=rate(1 minute)"
+    "--parameter=AggregateSchedule=rate(1 minute)" \
+    "${extra[@]}"

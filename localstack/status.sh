@@ -5,10 +5,17 @@ set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 
+pid=""
 if pid="$(ls_our_pid)"; then
     log "LocalStack started from this checkout: pid $pid, up $(ps -o etime= -p "$pid" | tr -d ' '), log ${LS_LOG#"$RESIZER_ROOT"/}"
 else
     log "no LocalStack started from this checkout is running"
+fi
+
+if fp="$(fp_our_pid)"; then
+    log "fault proxy: pid $fp at $FAULT_PROXY_ENDPOINT (the functions' AWS endpoint: $(cat "$LS_FUNCTION_ENDPOINT_FILE" 2>/dev/null || echo unknown)), log ${FAULT_PROXY_LOG#"$RESIZER_ROOT"/}"
+elif [[ -n "$pid" ]]; then
+    log "fault proxy: not running (the functions' AWS endpoint: $(cat "$LS_FUNCTION_ENDPOINT_FILE" 2>/dev/null || echo unknown))"
 fi
 
 if ! [[ -x "$LS_VENV/bin/python" ]]; then

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start the local AWS (LocalStack 4.9.2 in host mode) on 127.0.0.1:4566 and wait until it is ready.
+# Start the local AWS (LocalStack 4.9.2 in host mode) on 127.0.0.1:4566 and wait until it is ready,
+# with the fault proxy (crates/faults) on the next port between its functions and itself.
 #
 # Idempotent: when the LocalStack this checkout started is already running (PID file + health
 # endpoint), it only waits for it to be ready. When some other LocalStack already answers on the port
@@ -8,6 +9,8 @@
 # env: RESIZER_LOCALSTACK_TIMEOUT  seconds to wait for ready (default 180)
 #      RESIZER_LOCAL_AWS_PORT      port (default 4566)
 #      RESIZER_LOCALSTACK_DEBUG=1  LocalStack's debug logging (stack traces in its log)
+#      RESIZER_FAULT_PROXY=0       the functions call LocalStack directly, without the fault proxy
+#      RESIZER_FAULT_PROXY_PORT    the fault proxy's port (default: RESIZER_LOCAL_AWS_PORT + 1)
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
@@ -49,18 +52,70 @@ wait_ready() {
     die "the local AWS at $LOCAL_AWS_ENDPOINT was not ready within ${TIMEOUT}s"
 }
 
+# What the functions get as AWS_ENDPOINT_URL: the fault proxy, or LocalStack itself without it.
+wanted_function_endpoint() {
+    if [[ "$FAULT_PROXY_ENABLED" == 1 ]]; then
+        printf '%s\n' "$FAULT_PROXY_ENDPOINT"
+    else
+        printf '%s\n' "$LOCAL_AWS_ENDPOINT"
+    fi
+}
+
+# Start the fault proxy (crates/faults) unless it runs: before LocalStack, whose functions call it.
+start_fault_proxy() {
+    if fp_our_pid >/dev/null; then
+        return 0
+    fi
+    rm -f "$FAULT_PROXY_PIDFILE"
+    local bin
+    bin="$(function_bin_dir)/resizer-faults"
+    if [[ ! -x "$bin" ]]; then
+        log "building the fault proxy (crates/faults)"
+        (cd "$RESIZER_ROOT" && cargo build --quiet --locked -p resizer-faults --bin resizer-faults)
+        [[ -x "$bin" ]] || die "$bin not found after building it (is RESIZER_BIN_DIR elsewhere? run: make build)"
+    fi
+    if (exec 3<>"/dev/tcp/$LOCAL_AWS_HOST/$FAULT_PROXY_PORT") 2>/dev/null; then
+        die "port $FAULT_PROXY_PORT (the fault proxy's) is in use by something else: set RESIZER_FAULT_PROXY_PORT to move it, or RESIZER_FAULT_PROXY=0 to run without it"
+    fi
+    mkdir -p "$LS_HOME"
+    [[ -f "$FAULT_PROXY_LOG" ]] && mv -f "$FAULT_PROXY_LOG" "$FAULT_PROXY_LOG.1"
+    (
+        exec 9>&-
+        # A session of its own, like LocalStack's: a Ctrl-C in this terminal leaves it alone.
+        exec "$LS_VENV/bin/python" -c 'import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])' \
+            "$bin" --listen "$LOCAL_AWS_HOST:$FAULT_PROXY_PORT" --upstream "$LOCAL_AWS_ENDPOINT"
+    ) </dev/null >>"$FAULT_PROXY_LOG" 2>&1 &
+    local pid=$! start=$SECONDS
+    printf '%s\n' "$pid" >"$FAULT_PROXY_PIDFILE"
+    until (exec 3<>"/dev/tcp/$LOCAL_AWS_HOST/$FAULT_PROXY_PORT") 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null || ((SECONDS - start > 10)); then
+            tail -n 20 "$FAULT_PROXY_LOG" >&2 || true
+            die "the fault proxy did not start; see ${FAULT_PROXY_LOG#"$RESIZER_ROOT"/}"
+        fi
+        sleep 0.1
+    done
+    log "fault proxy (pid $pid) at $FAULT_PROXY_ENDPOINT, forwarding to $LOCAL_AWS_ENDPOINT"
+}
+
 "$RESIZER_ROOT/localstack/install.sh"
 lock_local_aws
 
 if pid="$(ls_our_pid)"; then
     wait_ready "$pid"
+    running="$(cat "$LS_FUNCTION_ENDPOINT_FILE" 2>/dev/null || true)"
+    if [[ "$running" == "$FAULT_PROXY_ENDPOINT" ]]; then
+        start_fault_proxy
+    fi
+    if [[ -n "$running" && "$running" != "$(wanted_function_endpoint)" ]]; then
+        warn "the running LocalStack gives its functions AWS_ENDPOINT_URL=$running, not $(wanted_function_endpoint); restart it (make down) to change that"
+    fi
     log "LocalStack already running (pid $pid) at $LOCAL_AWS_ENDPOINT"
     exit 0
 fi
 rm -f "$LS_PIDFILE"
 
 if ls_probe; then
-    log "a LocalStack not started from this checkout answers at $LOCAL_AWS_ENDPOINT: using it (down will not stop it)"
+    log "a LocalStack not started from this checkout answers at $LOCAL_AWS_ENDPOINT: using it (down will not stop it; its functions do not go through this checkout's fault proxy)"
     wait_ready ""
     exit 0
 fi
@@ -77,6 +132,13 @@ rm -rf "$LS_STATE/tmp" "$LS_STATE/var/lib/localstack/tmp"
 # from there), go to $LS_STATE/tmp rather than the shared /tmp, and are cleared here on every start.
 mkdir -p "$LS_STATE/tmp"
 [[ -f "$LS_LOG" ]] && mv -f "$LS_LOG" "$LS_LOG.1"
+
+function_endpoint=""
+if [[ "$FAULT_PROXY_ENABLED" == 1 ]]; then
+    start_fault_proxy
+    function_endpoint="$FAULT_PROXY_ENDPOINT"
+fi
+wanted_function_endpoint >"$LS_FUNCTION_ENDPOINT_FILE"
 
 log "starting LocalStack 4.9.2 (host mode) at $LOCAL_AWS_ENDPOINT, log: ${LS_LOG#"$RESIZER_ROOT"/}"
 start=$SECONDS
@@ -98,8 +160,10 @@ start=$SECONDS
         EAGER_SERVICE_LOADING=1 \
         SERVICES="$LS_SERVICES" \
         LAMBDA_RUNTIME_EXECUTOR=process \
+        RESIZER_FUNCTION_AWS_ENDPOINT="$function_endpoint" \
         LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC=1 \
         LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC=5 \
+        LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=0.1 \
         TMPDIR="$LS_STATE/tmp" \
         DYNAMODB_IN_MEMORY=1 \
         DEBUG="${RESIZER_LOCALSTACK_DEBUG:-0}" \

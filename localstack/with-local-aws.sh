@@ -31,6 +31,14 @@ set -a
 # shellcheck source=/dev/null
 source "$LOCAL_DIR/stack.env"
 set +a
+# For the chaos tests: this checkout's LocalStack (its function processes are its descendants) and
+# the fault proxy its functions call (unset when LocalStack is not ours or runs without it).
+RESIZER_LOCALSTACK_PID="$(ls_our_pid || true)"
+RESIZER_FAULT_PROXY_URL=""
+if fp_our_pid >/dev/null && [[ "$(cat "$LS_FUNCTION_ENDPOINT_FILE" 2>/dev/null || true)" == "$FAULT_PROXY_ENDPOINT" ]]; then
+    RESIZER_FAULT_PROXY_URL="$FAULT_PROXY_ENDPOINT"
+fi
+export RESIZER_LOCALSTACK_PID RESIZER_FAULT_PROXY_URL
 
 status=0
 "$@" || status=$?

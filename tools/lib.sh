@@ -35,6 +35,18 @@ LOCAL_STACK_NAME="resizer-local"
 LOCAL_REGION="us-east-1"
 LS_SERVICES="s3,sqs,dynamodb,cloudformation,lambda,apigateway,events,scheduler,iam,sts,logs,cloudwatch,sns"
 
+# The fault proxy (crates/faults, the chaos suite's fault injector) sits between the function
+# processes and the local AWS: LocalStack gives the functions AWS_ENDPOINT_URL=<the proxy>, and the
+# proxy forwards every call unchanged while no fault is active. RESIZER_FAULT_PROXY=0 (when the
+# local AWS starts) leaves it out. Its port defaults to the local AWS's port + 1.
+FAULT_PROXY_ENABLED="${RESIZER_FAULT_PROXY:-1}"
+FAULT_PROXY_PORT="${RESIZER_FAULT_PROXY_PORT:-$((LOCAL_AWS_PORT + 1))}"
+FAULT_PROXY_ENDPOINT="http://$LOCAL_AWS_HOST:$FAULT_PROXY_PORT"
+FAULT_PROXY_PIDFILE="$LS_HOME/fault-proxy.pid"
+FAULT_PROXY_LOG="$LS_HOME/fault-proxy.log"
+# What the running LocalStack gives its functions as AWS_ENDPOINT_URL (written by up.sh).
+LS_FUNCTION_ENDPOINT_FILE="$LS_HOME/function-endpoint"
+
 # Where a region's local stack files go: .local for the default region, .local/regions/<r> else.
 region_dir() {
     if [[ "$1" == "$LOCAL_REGION" ]]; then
@@ -125,6 +137,20 @@ ls_our_pid() {
     local cmdline
     cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
     [[ "$cmdline" == "$LS_VENV/bin/python -m localstack.runtime.main"* ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+# fp_our_pid: print the PID of the fault proxy that up.sh started from this checkout, if it is
+# still running on the configured port.
+fp_our_pid() {
+    [[ -f "$FAULT_PROXY_PIDFILE" ]] || return 1
+    local pid
+    pid="$(cat "$FAULT_PROXY_PIDFILE" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    local cmdline
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+    [[ "$cmdline" == *"resizer-faults --listen $LOCAL_AWS_HOST:$FAULT_PROXY_PORT "* ]] || return 1
     printf '%s\n' "$pid"
 }
 

@@ -10,7 +10,10 @@
 //!   and leaves the message for redelivery, later each time (the retry backoff), so that an outage
 //!   of an hour costs waiting, not failed jobs.
 //! - A redelivered message of a finished job is consumed without work, so nothing is done or
-//!   counted twice.
+//!   counted twice; it only removes the job's inline body again.
+//! - An inline body is removed once its job is finished. If S3 refuses the delete, the message
+//!   comes back (after the retry backoff) to remove it, so no customer image outlives its job by
+//!   more than the retries.
 //! - From the dead-letter queue, a job that is still young goes back to the jobs queue; only one
 //!   too old to be useful ends `failed` with `expired`.
 
@@ -157,7 +160,7 @@ impl App {
                 tracing::info!(status = %job.status, "job already finished; message consumed without work");
                 self.metrics
                     .emit(&[], &[("DuplicateDeliveries", Unit::Count, 1.0)]);
-                return Ok(Disposition::Consumed);
+                return Ok(self.cleanup_staging(&job, d.receives).await);
             }
             Claim::Missing => {
                 tracing::warn!("no such job (expired or never written); message consumed");
@@ -298,10 +301,10 @@ impl App {
         let wall_ms = started.elapsed().as_millis() as u64;
         let usage = UsageRecord::for_job(&job, cpu_ms, wall_ms);
         let finish = self.stores.jobs.finish(&job, &usage).await?;
-        self.cleanup_staging(&job).await;
+        let cleaned = self.cleanup_staging(&job, 1).await;
         if finish == Finish::AlreadyFinished {
             tracing::info!("job was finished by a concurrent delivery; nothing recorded");
-            return Ok(Disposition::Consumed);
+            return Ok(cleaned);
         }
         let bytes_in = usage.bytes_in;
         tracing::info!(
@@ -323,10 +326,11 @@ impl App {
             &[],
             &[("QueueWaitMs", Unit::Milliseconds, queue_wait_ms as f64)],
         );
-        Ok(Disposition::Consumed)
+        Ok(cleaned)
     }
 
-    /// Finishes a claimed (or queued) job as failed, with its usage record. Consumed.
+    /// Finishes a claimed (or queued) job as failed, with its usage record. Consumed, unless its
+    /// inline body could not be removed.
     pub(crate) async fn fail(
         &self,
         mut job: Job,
@@ -337,7 +341,7 @@ impl App {
         job.fail(error, self.now());
         let usage = UsageRecord::for_job(&job, cpu_ms, started.elapsed().as_millis() as u64);
         let finish = self.stores.jobs.finish(&job, &usage).await?;
-        self.cleanup_staging(&job).await;
+        let cleaned = self.cleanup_staging(&job, 1).await;
         if finish == Finish::Recorded
             && let Some(e) = &job.error
         {
@@ -345,7 +349,7 @@ impl App {
             self.metrics
                 .emit(&[("Code", &e.code)], &[("Failures", Unit::Count, 1.0)]);
         }
-        Ok(Disposition::Consumed)
+        Ok(cleaned)
     }
 
     async fn dead_lettered(&self, d: Delivery<'_>) -> Result<Disposition, StoreError> {
@@ -358,7 +362,7 @@ impl App {
         };
         if job.status.is_terminal() {
             tracing::info!(status = %job.status, "dead-lettered message for a finished job; consumed");
-            return Ok(Disposition::Consumed);
+            return Ok(self.cleanup_staging(&job, d.receives).await);
         }
         if job.crashes >= self.settings.max_crashes {
             return self
@@ -384,9 +388,12 @@ impl App {
         Ok(Disposition::Consumed)
     }
 
-    /// Inline bodies are staged for one job and removed once it is finished. Uploads stay until
-    /// the staging lifecycle rule expires them, so one upload can feed several jobs.
-    async fn cleanup_staging(&self, job: &Job) {
+    /// Inline bodies are staged for one job and removed once it is finished (deleting a body
+    /// already gone succeeds). If the delete fails, the message comes back after the retry
+    /// backoff of its `receives`-th delivery to try again (the job stays finished); the staging
+    /// lifecycle rule is only the last resort. Uploads stay until that rule expires them, so one
+    /// upload can feed several jobs.
+    async fn cleanup_staging(&self, job: &Job, receives: u32) -> Disposition {
         if job.staging_key.is_inline()
             && let Err(e) = self
                 .stores
@@ -394,8 +401,11 @@ impl App {
                 .delete(&job.staging_key.to_string())
                 .await
         {
-            tracing::warn!(error = %e, "could not delete the staged input; the lifecycle rule will");
+            let after = self.settings.retry_delay(receives);
+            tracing::warn!(error = %e, after_s = after.as_secs(), "could not delete the staged input; the message comes back to delete it");
+            return Disposition::Retry { after };
         }
+        Disposition::Consumed
     }
 }
 

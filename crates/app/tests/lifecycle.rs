@@ -327,6 +327,69 @@ async fn a_redelivered_message_of_a_finished_job_does_nothing() {
     assert_eq!(w.mem.usage_log.all().len(), 1, "no second usage record");
 }
 
+/// A finished job's inline body is removed even when S3 refuses the delete for a while: the
+/// message comes back (the job stays done, converted and recorded once) until the delete goes
+/// through, from the jobs queue or from the dead-letter queue. (The chaos suite's S3 SlowDown on
+/// 20 % of calls for 5 minutes left 2 of 420 bodies in staging, for the lifecycle rule's day.)
+#[tokio::test]
+async fn a_failed_removal_of_the_inline_body_is_retried_not_forgotten() {
+    let w = world().await;
+    let job = submit(&w).await;
+    let key = job.staging_key.to_string();
+    let engine = Fake::ok();
+    let slow_down = || StoreError::unavailable("s3:DeleteObject", "503 SlowDown");
+
+    w.mem.faults.fail_next("staging.delete", slow_down());
+    let d = w
+        .app
+        .process(delivery(&message(&job), 1), engine.clone())
+        .await;
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
+    assert_eq!(w.mem.staging.keys(), vec![key.clone()]);
+    assert!(
+        is_retry(d),
+        "the message must come back to remove the body: {d:?}"
+    );
+
+    // The redelivery finds the job done: no second conversion, no second record; the delete
+    // fails again, then goes through from the dead-letter queue.
+    w.mem.faults.fail_next("staging.delete", slow_down());
+    let d = w
+        .app
+        .process(delivery(&message(&job), 2), engine.clone())
+        .await;
+    assert!(is_retry(d), "{d:?}");
+    assert_eq!(w.mem.staging.keys(), vec![key]);
+    let d = w.app.finish_dead_letter(delivery(&message(&job), 1)).await;
+    assert_eq!(d, Disposition::Consumed);
+    assert!(w.mem.staging.keys().is_empty(), "the inline body is gone");
+    assert_eq!(engine.calls.load(Ordering::SeqCst), 1, "converted once");
+    assert_eq!(w.mem.usage_log.all().len(), 1, "recorded once");
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
+
+    // A job that failed for good keeps the same promise.
+    let bad = submit(&w).await;
+    w.mem.faults.fail_next("staging.delete", slow_down());
+    let d = w
+        .app
+        .process(
+            delivery(&message(&bad), 1),
+            Fake::err(ImageError::InvalidImage("corrupt scan".into())),
+        )
+        .await;
+    assert_eq!(stored(&w, &bad).await.status, JobStatus::Failed);
+    assert!(is_retry(d), "{d:?}");
+    let d = w
+        .app
+        .process(
+            delivery(&message(&bad), 2),
+            Fake::err(ImageError::InvalidImage("corrupt scan".into())),
+        )
+        .await;
+    assert_eq!(d, Disposition::Consumed);
+    assert!(w.mem.staging.keys().is_empty());
+}
+
 #[tokio::test]
 async fn a_redelivery_after_a_crash_claims_again_and_finishes_once() {
     let w = world().await;

@@ -11,6 +11,9 @@ const THROTTLING: &[&str] = &[
     "ThrottlingException",
     "ThrottledException",
     "RequestThrottledException",
+    // SQS's own: a queue's request rate, and KMS behind an encrypted queue.
+    "RequestThrottled",
+    "KmsThrottled",
     "TooManyRequestsException",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",

@@ -118,6 +118,64 @@ async fn dynamodb_throttling_is_retryable() {
     assert!(err.is_retryable(), "{err}");
 }
 
+/// SQS says "slow down" with its own codes (`RequestThrottled`, and `KmsThrottled` for an
+/// encrypted queue), which the list of throttling codes must know: otherwise the api's enqueue
+/// answers 500 `internal_error` instead of 503, and the resize function treats a throttled
+/// `ChangeMessageVisibility` or re-drive as a permanent refusal. (Found by the chaos suite's fault
+/// proxy, which answers SQS throttling the way SQS does.)
+#[tokio::test]
+async fn sqs_throttling_is_retryable() {
+    use aws_sdk_sqs::operation::send_message::SendMessageError;
+    use aws_sdk_sqs::types::error::{KmsThrottled, RequestThrottled};
+    use resizer_app::ports::JobQueue;
+    use resizer_aws::sqs::SqsQueue;
+    use resizer_core::job::{JobId, JobMessage};
+
+    let message = JobMessage {
+        job_id: JobId::generate(),
+        customer_id: "cus_test".into(),
+        redrives: 0,
+        enqueued_at_ms: 0,
+    };
+    let throttled = mock!(aws_sdk_sqs::Client::send_message)
+        .sequence()
+        .error(|| {
+            SendMessageError::RequestThrottled(
+                RequestThrottled::builder()
+                    .message("Rate exceeded")
+                    .meta(meta("RequestThrottled"))
+                    .build(),
+            )
+        })
+        .repeatedly()
+        .build();
+    let q = SqsQueue::new(mock_client!(aws_sdk_sqs, [&throttled]), "q");
+    let err = q.send(&message).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable { .. }) && err.is_retryable(),
+        "{err:?}"
+    );
+
+    let kms = mock!(aws_sdk_sqs::Client::send_message)
+        .sequence()
+        .error(|| {
+            SendMessageError::KmsThrottled(
+                KmsThrottled::builder()
+                    .message("KMS rate exceeded")
+                    .meta(meta("KmsThrottled"))
+                    .build(),
+            )
+        })
+        .repeatedly()
+        .build();
+    let q = SqsQueue::new(mock_client!(aws_sdk_sqs, [&kms]), "q");
+    let err = q.send(&message).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable { .. }) && err.is_retryable(),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn claiming_a_finished_job_reports_it_finished() {
     let done = job(JobStatus::Done);

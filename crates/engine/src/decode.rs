@@ -52,6 +52,35 @@ fn tj_err(e: turbojpeg::Error) -> ImageError {
     }
 }
 
+/// libjpeg's warnings (its `JWRN_*` messages): the image was decoded, whatever could be. TurboJPEG
+/// does not stop on a warning (`TJPARAM_STOPONWARNING` is off) but still reports it as a failure,
+/// and the `turbojpeg` crate does not tell the two apart, so the messages do. Browsers and
+/// libvips (`fail=false`, its default) show such files; camera files with a few extraneous bytes
+/// before a marker are common. Errors (`JERR_*`) still fail the image, and so does a truncated
+/// file (libjpeg's "premature end" warnings): half an image is a failed upload, not a picture
+/// (the api refuses truncated inline bodies for the same reason).
+const JPEG_WARNINGS: &[&str] = &[
+    "Corrupt JPEG data",
+    "Warning: unknown JFIF revision number",
+    "Invalid SOS parameters for sequential JPEG",
+    "Inconsistent progression sequence",
+    "Application transferred too few scanlines",
+    "Unknown Adobe color transform code",
+    "Invalid color quantization mode change",
+];
+
+fn warnings_are_fine(r: Result<(), turbojpeg::Error>) -> Result<(), ImageError> {
+    match r {
+        Err(turbojpeg::Error::TurboJpegError(msg))
+            if JPEG_WARNINGS.iter().any(|w| msg.contains(w))
+                && !msg.to_ascii_lowercase().contains("premature end") =>
+        {
+            Ok(())
+        }
+        r => r.map_err(tj_err),
+    }
+}
+
 /// Decodes a JPEG, shrinking by `shrink` (1, 2, 4 or 8) in the DCT domain.
 pub fn jpeg(
     bytes: &[u8],
@@ -106,7 +135,7 @@ pub fn jpeg(
                 height: h,
                 subsamp: th.subsamp,
             };
-            d.decompress_to_yuv(bytes, out).map_err(tj_err)?;
+            warnings_are_fine(d.decompress_to_yuv(bytes, out))?;
             Pixels::Yuv(Yuv {
                 buf,
                 w,
@@ -156,7 +185,7 @@ fn decompress(
         height: h,
         format,
     };
-    d.decompress(bytes, image).map_err(tj_err)?;
+    warnings_are_fine(d.decompress(bytes, image))?;
     Ok(Bitmap::new(data, w, h, ch))
 }
 

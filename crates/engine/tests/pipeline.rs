@@ -952,3 +952,21 @@ fn the_output_canvas_is_capped_before_anything_is_decoded() {
     );
     assert!(process(&jpeg, &spec_of(&[("width", "10")]), &tight).is_ok());
 }
+
+#[test]
+fn a_jpeg_with_extraneous_bytes_decodes_like_browsers_and_libvips_show_it() {
+    // Camera files often carry junk before a marker; libjpeg warns ("Corrupt JPEG data: N
+    // extraneous bytes before marker 0xd9") and decodes everything. Only errors refuse an image.
+    let good = jpeg_rgb(&quadrants(W, H), W, H);
+    let eoi = good.len() - 2;
+    assert_eq!(&good[eoi..], &[0xff, 0xd9]);
+    let mut junk = good[..eoi].to_vec();
+    junk.extend_from_slice(&[0x00, 0x13, 0x37, 0x42]);
+    junk.extend_from_slice(&[0xff, 0xd9]);
+    for out in ["jpeg", "png"] {
+        let o = run(&junk, &[("width", "48"), ("format", out)]);
+        let img = decode_rgba(&o.bytes);
+        assert_eq!((img.1, img.2), (48, 32));
+        assert!(close(px(&img, 12, 28), BLUE, 30), "{:?}", px(&img, 12, 28));
+    }
+}

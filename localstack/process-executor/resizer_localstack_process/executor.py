@@ -51,6 +51,10 @@ LOG = logging.getLogger(__name__)
 DEFAULT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 # Never passed: HOME (so that ~/.aws stays out of the SDKs' way) and LocalStack's Docker-init paths.
 DROPPED_ENV = {"HOME", "LAMBDA_RUNTIME_DIR", "LOCALSTACK_RUNTIME_ENDPOINT"}
+# Where the functions' AWS calls go. LocalStack passes its own gateway
+# (AWS_ENDPOINT_URL=http://127.0.0.1:<gateway port>); when LocalStack runs with this variable set
+# (localstack/up.sh sets it to the fault proxy, crates/faults), the functions get its value instead.
+FUNCTION_AWS_ENDPOINT_ENV = "RESIZER_FUNCTION_AWS_ENDPOINT"
 # SIGTERM to SIGKILL on stop().
 STOP_GRACE_S = 1.0
 # How much of a failed init's output goes into the error message.
@@ -161,6 +165,8 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             if value is not None and key not in DROPPED_ENV:
                 env[key] = str(value)  # memory size and timeout arrive as integers
         env["LAMBDA_TASK_ROOT"] = str(code_dir)
+        if endpoint := os.environ.get(FUNCTION_AWS_ENDPOINT_ENV):
+            env["AWS_ENDPOINT_URL"] = endpoint
         self._env = env
         try:
             # No timeout of our own: LocalStack's startup timer calls stop(), which ends the wait.

@@ -95,6 +95,25 @@ class ExecutorTest(unittest.TestCase):
         with self.assertRaises(LambdaRuntimeException):
             executor.invoke(self.payload("req-3", {"action": "echo"}))
 
+    def test_the_functions_aws_endpoint_can_be_replaced(self):
+        # LocalStack passes its gateway; RESIZER_FUNCTION_AWS_ENDPOINT (the fault proxy) replaces it.
+        for override, expected in (("", "http://127.0.0.1:4566"), ("http://127.0.0.1:4567", "http://127.0.0.1:4567")):
+            with self.subTest(override=override):
+                executor, env = self.executor()
+                env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:4566"
+                previous = os.environ.pop("RESIZER_FUNCTION_AWS_ENDPOINT", None)
+                try:
+                    if override:
+                        os.environ["RESIZER_FUNCTION_AWS_ENDPOINT"] = override
+                    executor.start(env)
+                finally:
+                    os.environ.pop("RESIZER_FUNCTION_AWS_ENDPOINT", None)
+                    if previous is not None:
+                        os.environ["RESIZER_FUNCTION_AWS_ENDPOINT"] = previous
+                result = executor.invoke(self.payload("req-env", {"action": "env"}))
+                self.assertEqual(json.loads(result.payload)["env"]["AWS_ENDPOINT_URL"], expected)
+                executor.stop()
+
     def test_stop_during_start_ends_start(self):
         # LocalStack's startup timer calls stop() from another thread while start() waits.
         executor, env = self.executor(init="hang")

@@ -794,12 +794,20 @@ async fn the_service_end_to_end_over_http() {
         );
     }
 
-    // ---- usage: the demo customer's rollups count its jobs (aggregated every minute) ----
+    // ---- usage: the demo customer's rollups count its jobs ----
     let finished: BTreeSet<&String> = jobs
         .iter()
         .filter(|(_, k)| *k == key)
         .map(|(id, _)| id)
         .collect();
+    // Usage is metered in the hour each outcome was recorded, and the schedule closes an hour
+    // once it has ended (plus a grace period): close this hour and the one before now, through
+    // the deployed slice function, as the schedule will.
+    let state = state().await;
+    let now = resizer_core::usage::HourKey::of(time::OffsetDateTime::now_utc());
+    for h in [now.prev(1), now] {
+        state.app.close_hour(h).await.expect("close an hour");
+    }
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {
         let a = c.send(c.get("/v1/usage?granularity=day", Some(&key))).await;

@@ -189,12 +189,7 @@ impl App {
             }
             Ok(()) => {}
         }
-        let msg = JobMessage {
-            job_id: job.job_id.clone(),
-            customer_id: job.customer_id.clone(),
-            enqueued_at_ms: epoch_ms(self.now()),
-            redrives: 0,
-        };
+        let msg = self.message_of(&job);
         if let Err(e) = self.stores.queue.send(&msg).await {
             // The caller gets an error and no job id, so the job must not linger as `queued`.
             if let Err(d) = self.stores.jobs.delete_queued(&job.job_id).await {
@@ -419,6 +414,18 @@ impl App {
             .rollups
             .between(&principal.customer_id, from, to)
             .await?)
+    }
+}
+
+impl App {
+    /// A job's message on the jobs queue, enqueued now (by the api, or again by the sweeper).
+    pub(crate) fn message_of(&self, job: &Job) -> JobMessage {
+        JobMessage {
+            job_id: job.job_id.clone(),
+            customer_id: job.customer_id.clone(),
+            enqueued_at_ms: epoch_ms(self.now()),
+            redrives: 0,
+        }
     }
 }
 

@@ -19,10 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use resizer_core::job::{JobError, JobId, JobMessage, OPEN_JOB_SHARDS};
+use resizer_core::job::{JobError, JobId, OPEN_JOB_SHARDS};
 
 use crate::metrics::Unit;
-use crate::submit::epoch_ms;
 use crate::{App, StoreError};
 
 /// Jobs read per partition per run; the rest wait for the next run (they stay in the index).
@@ -120,13 +119,7 @@ impl App {
             self.fail(job, error, 0, Instant::now()).await?;
             return Ok(Swept::Expired);
         }
-        let msg = JobMessage {
-            job_id: job.job_id.clone(),
-            customer_id: job.customer_id.clone(),
-            enqueued_at_ms: epoch_ms(now),
-            redrives: 0,
-        };
-        self.stores.queue.send(&msg).await?;
+        self.stores.queue.send(&self.message_of(&job)).await?;
         tracing::warn!(job_id = %job.job_id, customer_id = %job.customer_id, status = %job.status, unwritten_s = (now - job.updated_at).whole_seconds(), "a stale job was sent to the jobs queue again");
         Ok(Swept::Requeued)
     }

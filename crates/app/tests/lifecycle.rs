@@ -66,17 +66,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let mem = Memory::new();
-    let app = mem
-        .app(Settings::default())
-        .with_clock(Clock::fixed(datetime!(2026-11-30 10:00 UTC)));
-    let (_, key) = mem.customer(&app, None).await;
-    let principal = app.authenticate(Some(&key.expose())).await.unwrap();
-    World {
-        mem,
-        app,
-        principal,
-    }
+    world_with_clock().await.0
 }
 
 /// An 8x6 PNG (the header and an IEND chunk are all the api checks before staging).
@@ -919,7 +909,7 @@ async fn a_refusal_a_deploy_may_fix_waits_the_longest_backoff_at_once() {
 
 // ---- the sweeper ---------------------------------------------------------------------------------
 
-/// A world whose clock the test moves.
+/// A world (at 2026-11-30 10:00 UTC) and its clock, for the tests that move it.
 async fn world_with_clock() -> (World, Clock) {
     let clock = Clock::fixed(datetime!(2026-11-30 10:00 UTC));
     let mem = Memory::new();

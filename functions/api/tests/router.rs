@@ -37,7 +37,23 @@ struct Resp {
 
 impl Api {
     async fn call(&self, method: Method, uri: &str, key: bool, body: Vec<u8>, ct: &str) -> Resp {
+        self.call_with(method, uri, key, body, ct, &[]).await
+    }
+
+    /// `call` with more request headers.
+    async fn call_with(
+        &self,
+        method: Method,
+        uri: &str,
+        key: bool,
+        body: Vec<u8>,
+        ct: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if key {
             req = req.header("authorization", format!("Bearer {}", self.key));
         }
@@ -279,41 +295,34 @@ async fn a_host_no_url_can_hold_does_not_crash_the_handler() {
 #[tokio::test]
 async fn an_idempotency_key_replays_the_job_and_refuses_another_request() {
     let a = api().await;
-    let post = |uri: &'static str, key: &'static str| {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header("authorization", format!("Bearer {}", a.key))
-            .header("content-type", "image/png")
-            .header("idempotency-key", key)
-            .body(axum::body::Body::from(TINY_PNG.to_vec()))
-            .unwrap();
-        let router = resizer_api::router(a.app.clone());
-        async move {
-            let resp = router.oneshot(req).await.unwrap();
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-            let json: Value = serde_json::from_slice(&bytes).unwrap();
-            (status, headers, json)
-        }
-    };
-    let (s1, h1, first) = post("/v1/jobs?width=1", "retry-me").await;
-    assert_eq!(s1, StatusCode::ACCEPTED, "{first}");
-    assert!(h1.get("idempotent-replayed").is_none());
-    let (s2, h2, again) = post("/v1/jobs?width=1", "retry-me").await;
-    assert_eq!(s2, StatusCode::ACCEPTED, "{again}");
-    assert_eq!(h2["idempotent-replayed"], "true");
-    assert_eq!(again["job_id"], first["job_id"]);
+    async fn post(a: &Api, uri: &str, key: &str) -> Resp {
+        let headers = [("idempotency-key", key)];
+        a.call_with(
+            Method::POST,
+            uri,
+            true,
+            TINY_PNG.to_vec(),
+            "image/png",
+            &headers,
+        )
+        .await
+    }
+    let first = post(&a, "/v1/jobs?width=1", "retry-me").await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.json);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let again = post(&a, "/v1/jobs?width=1", "retry-me").await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.json);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.json["job_id"], first.json["job_id"]);
     assert_eq!(a.mem.queue.sent().len(), 1, "one job enqueued");
 
-    let (s3, _, conflict) = post("/v1/jobs?width=2", "retry-me").await;
-    assert_eq!(s3, StatusCode::CONFLICT);
-    assert_eq!(conflict["error"]["code"], "idempotency_conflict");
+    let conflict = post(&a, "/v1/jobs?width=2", "retry-me").await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    assert_eq!(code(&conflict), "idempotency_conflict");
 
-    let (s4, _, bad) = post("/v1/jobs?width=1", "").await;
-    assert_eq!(s4, StatusCode::BAD_REQUEST);
-    assert_eq!(bad["error"]["code"], "invalid_parameter");
+    let bad = post(&a, "/v1/jobs?width=1", "").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&bad), "invalid_parameter");
     assert_eq!(a.mem.queue.sent().len(), 1);
 }
 

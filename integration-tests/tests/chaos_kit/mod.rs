@@ -367,18 +367,7 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Client {
     pub fn new(state: &State) -> Self {
-        let url = state.output(resizer_aws::resources::API_FUNCTION_URL);
-        let host = url
-            .split_once("://")
-            .map_or(url.as_str(), |(_, r)| r)
-            .trim_end_matches('/')
-            .to_owned();
-        let endpoint = state
-            .sdk
-            .endpoint_url()
-            .expect("AWS_ENDPOINT_URL (the local AWS)")
-            .trim_end_matches('/')
-            .to_owned();
+        let (endpoint, host) = crate::common::function_url_route(state);
         Self {
             target: endpoint,
             host,

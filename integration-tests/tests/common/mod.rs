@@ -326,9 +326,9 @@ pub async fn call(state: &State, req: Req) -> Resp {
 
 // ---- the deployed functions ----------------------------------------------------------------
 
-/// Calls the deployed api function over HTTP, through its function URL (LocalStack routes it by
-/// the `Host` header, a name nothing resolves, so the request goes to the local AWS endpoint).
-pub async fn deployed(state: &State, req: Req) -> Resp {
+/// Where to send a request for the deployed api function's URL: the local AWS endpoint, and the
+/// `Host` header LocalStack routes the function URL by (a name nothing resolves).
+pub fn function_url_route(state: &State) -> (String, String) {
     let url = state.output(resources::API_FUNCTION_URL);
     let host = url
         .split_once("://")
@@ -341,6 +341,12 @@ pub async fn deployed(state: &State, req: Req) -> Resp {
         .expect("AWS_ENDPOINT_URL (the local AWS)")
         .trim_end_matches('/')
         .to_owned();
+    (endpoint, host)
+}
+
+/// Calls the deployed api function over HTTP, through its function URL.
+pub async fn deployed(state: &State, req: Req) -> Resp {
+    let (endpoint, host) = function_url_route(state);
     let mut target = format!("{endpoint}{}", req.path);
     if !req.query.is_empty() {
         target = format!("{target}?{}", req.query);

@@ -7,7 +7,7 @@
 #
 # usage: bench/load.sh      (run it through localstack/with-local-aws.sh; `make load` does, after
 #                            `make build`)
-# env:   LOAD_JOBS (2000), LOAD_RATE (jobs/s, 3), LOAD_WIDTH (400), LOAD_PORT (3097)
+# env:   LOAD_JOBS (2000), LOAD_RATE (jobs/s, 2: what this machine sustains), LOAD_WIDTH (400), LOAD_PORT (3097)
 #
 # On this kind of machine LocalStack (one Python process that also carries every function
 # invocation) is the bottleneck, not the service: raise LOAD_RATE to find where it tips over.
@@ -17,7 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 cd "$RESIZER_ROOT"
 
 JOBS="${LOAD_JOBS:-2000}"
-RATE="${LOAD_RATE:-3}"
+RATE="${LOAD_RATE:-2}"
 WIDTH="${LOAD_WIDTH:-400}"
 export RESIZER_DEV_PORT="${LOAD_PORT:-3097}"
 export RESIZER_DEV_HOME="$LOCAL_DIR/load"

@@ -101,7 +101,7 @@ fuzz-api: setup ## Schemathesis against a local gateway, from openapi.yaml (N=ex
 	localstack/with-local-aws.sh scripts/api-fuzz.sh $(or $(N),100)
 
 .PHONY: load
-load: setup ## The load run: 2,000 real photos through a release-built local gateway (not in CI; ~15 min)
+load: setup build ## The load run: 2,000 real photos through the deployed functions on the local AWS (not in CI; ~19 min)
 	localstack/with-local-aws.sh bench/load.sh
 
 .PHONY: usage-scale

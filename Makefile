@@ -105,10 +105,12 @@ load: setup build ## The load run: 2,000 real photos through the deployed functi
 	localstack/with-local-aws.sh bench/load.sh
 
 .PHONY: usage-scale
-usage-scale: setup build ## Metering scale run: ITEMS raw usage items (default 1,000,000) of CUSTOMERS (5,000) closed by the deployed aggregate-slice function; report for docs/capacity.md (not in CI)
+usage-scale: setup build ## Metering scale run: ITEMS raw usage items (default 1,000,000) of CUSTOMERS (5,000) closed by SLICES (2) deployed aggregate-slice invocations; report for docs/capacity.md (not in CI; ~33 min)
 	@# `make build` built the binary with the workspace's features (a `cargo run -p` would not).
+	@# SLICES: DynamoDB Local behind LocalStack times page requests out at 4 slices at once (docs/capacity.md).
 	localstack/with-local-aws.sh target/debug/usage_scale \
-		--items $(or $(ITEMS),1000000) --customers $(or $(CUSTOMERS),5000) --shards $(or $(SHARDS),32)
+		--items $(or $(ITEMS),1000000) --customers $(or $(CUSTOMERS),5000) --shards $(or $(SHARDS),32) \
+		--slices $(or $(SLICES),2)
 
 .PHONY: lint
 lint: deny ## rustfmt check, clippy -D warnings, sam validate --lint (cfn-lint) on template.yaml, cargo-deny

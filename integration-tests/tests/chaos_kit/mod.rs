@@ -354,6 +354,20 @@ pub struct Submission {
     pub answer: Answer,
 }
 
+impl Submission {
+    /// Submits one job for `t` now, stamped from the scenario's start `t0`.
+    async fn of(client: &Client, t0: Instant, t: &Tenant) -> Self {
+        let at = t0.elapsed();
+        let (took, answer) = client.submit(t).await;
+        Self {
+            tenant: t.name.clone(),
+            at,
+            took,
+            answer,
+        }
+    }
+}
+
 /// Submits through the api function's URL, as `common::deployed` does, but keeps every failure.
 #[derive(Clone)]
 pub struct Client {
@@ -460,14 +474,7 @@ impl Load {
                     }
                     let (client, t) = (client.clone(), t.clone());
                     inflight.push(tokio::spawn(async move {
-                        let at = t0.elapsed();
-                        let (took, answer) = client.submit(&t).await;
-                        Submission {
-                            tenant: t.name.clone(),
-                            at,
-                            took,
-                            answer,
-                        }
+                        Submission::of(&client, t0, &t).await
                     }));
                 }
                 let mut out = Vec::new();
@@ -507,14 +514,7 @@ pub async fn burst(
         let (client, t) = (client.clone(), t.clone());
         hs.push(tokio::spawn(async move {
             let _p = permit;
-            let at = t0.elapsed();
-            let (took, answer) = client.submit(&t).await;
-            Submission {
-                tenant: t.name.clone(),
-                at,
-                took,
-                answer,
-            }
+            Submission::of(&client, t0, &t).await
         }));
     }
     let mut out = Vec::new();

@@ -1,14 +1,18 @@
 //! Usage metering against the local stack: raw items from real jobs, hours closed by the deployed
 //! aggregate-slice function (rollups and the archive), `/v1/usage` and quotas.
 //!
-//! Every test works in its own past hour (24 to 800 hours back, inside the raw items' TTL). The
-//! deployed schedule never closes those: its watermark starts 4 hours before its first run and
-//! only moves forward. So each test closes its hours itself, with [`resizer_app::App::close_hour`]
-//! (what the schedule does for each due hour, through the same slice invocations); the schedule's
-//! own logic (the watermark, in order, nothing skipped, no overlap) is tested on the in-memory
-//! adapters in `crates/app/tests/metering.rs`. Jobs are processed in the test at the test's
-//! clock, with the real engine, so that their outcomes are recorded in the test's hour; the
-//! deployed resize function never sees them (they are parked in a memory queue).
+//! Every test works in its own hour, 24 to 800 hours *ahead*, where no deployed function acts on
+//! its own: the schedule closes only hours that have ended (its watermark only moves forward from
+//! 4 hours before its first run), and the sweep function acts only on jobs written longer ago than
+//! its stale bound. A job created at a test's clock in the past would be one the deployed sweeper
+//! finds old and ends `expired` (recorded in the real current hour) while the test still holds it
+//! parked; that happened in CI. So each test closes its hours itself, with
+//! [`resizer_app::App::close_hour`] (what the schedule does for each due hour, through the same
+//! slice invocations); the schedule's own logic (the watermark, in order, nothing skipped, no
+//! overlap) is tested on the in-memory adapters in `crates/app/tests/metering.rs`. Jobs are
+//! processed in the test at the test's clock, with the real engine, so that their outcomes are
+//! recorded in the test's hour; the deployed resize function never sees them (they are parked in a
+//! memory queue).
 
 mod common;
 
@@ -18,18 +22,18 @@ use std::sync::Arc;
 use common::*;
 use resizer_app::memory::MemoryQueue;
 use resizer_app::{Clock, Delivery, Disposition};
-use resizer_core::job::{Job, JobId, JobMessage};
+use resizer_core::job::{Job, JobId, JobMessage, JobStatus};
 use resizer_core::usage::{Granularity, HourKey, Outcome, Period, Totals, UsageRecord};
 use resizer_integration_tests::{athena, usage_load};
 use time::{Duration, OffsetDateTime};
 
-/// A random hour between `lo` and `hi` hours ago.
+/// A random hour between `lo` and `hi` hours ahead.
 fn random_hour(lo: i64, hi: i64) -> OffsetDateTime {
-    let back = lo + (uuid::Uuid::new_v4().as_u128() % (hi - lo) as u128) as i64;
-    HourKey::of(OffsetDateTime::now_utc() - Duration::hours(back)).start()
+    let ahead = lo + (uuid::Uuid::new_v4().as_u128() % (hi - lo) as u128) as i64;
+    HourKey::of(OffsetDateTime::now_utc() + Duration::hours(ahead)).start()
 }
 
-/// An hour for one test: 24 to 800 hours ago, where the deployed schedule never goes.
+/// An hour for one test: 24 to 800 hours ahead, where no deployed function goes (see the top).
 fn quiet_hour() -> OffsetDateTime {
     random_hour(24, 800)
 }
@@ -167,6 +171,12 @@ async fn rollups_equal_the_jobs_exactly_across_customers_and_hours() {
 
     let a0 = submit_jobs(&state, &akey, 3, 64, 48).await;
     let b0 = submit_jobs(&state, &bkey, 2, 32, 32).await;
+    // The deployed sweeper runs (every minute) while the jobs are parked: it leaves them alone.
+    let swept = run_scheduled(&state, Function::Sweep).await.unwrap();
+    for id in a0.iter().chain(&b0) {
+        let job = stored(&state, &JobId::parse(id).unwrap()).await;
+        assert_eq!(job.status, JobStatus::Queued, "{id} after {swept}");
+    }
     let a0 = process_parked(&state, &queue, &a0).await;
     let b0 = process_parked(&state, &queue, &b0).await;
     clock.advance(Duration::minutes(30)); // the next hour
@@ -594,7 +604,7 @@ async fn lowering_the_shard_count_loses_nothing() {
 #[tokio::test]
 async fn twenty_thousand_items_roll_up_exactly() {
     let state = state().await;
-    let hour = HourKey::of(random_hour(24, 800));
+    let hour = HourKey::of(quiet_hour());
     let table =
         resizer_aws::dynamo::UsageTable::new(state.dynamodb(), &state.resources.usage_table, 32);
     let loaded = usage_load::load(

@@ -640,23 +640,7 @@ pub async fn settle(state: &State, ids: &[JobId], limit: Duration) -> Vec<Job> {
 
 /// Runs the deployed aggregator once and waits for its answer.
 pub async fn run_aggregator(state: &State) -> R<Value> {
-    let lambda = aws_sdk_lambda::Client::new(&state.sdk);
-    let out = lambda
-        .invoke()
-        .function_name(state.output(resizer_aws::resources::AGGREGATE_FUNCTION))
-        .payload(aws_smithy_types::Blob::new(
-            r#"{"source":"resizer.chaos","detail-type":"Scheduled Event","detail":{}}"#,
-        ))
-        .send()
-        .await?;
-    let payload: Value = out
-        .payload()
-        .map(|b| serde_json::from_slice(b.as_ref()).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null);
-    if let Some(e) = out.function_error() {
-        return Err(format!("the aggregator failed ({e}): {payload}").into());
-    }
-    Ok(payload)
+    crate::common::run_scheduled(state, crate::common::Function::Aggregate).await
 }
 
 /// Expected rollup totals from the jobs alone (cpu_ms is only in the usage records).

@@ -433,6 +433,28 @@ impl Function {
     }
 }
 
+/// Runs a deployed scheduled function (aggregate or sweep) once, as its schedule would, and
+/// returns its answer.
+pub async fn run_scheduled(state: &State, f: Function) -> R<Value> {
+    let lambda = aws_sdk_lambda::Client::new(&state.sdk);
+    let out = lambda
+        .invoke()
+        .function_name(state.output(f.resource()))
+        .payload(aws_smithy_types::Blob::new(
+            r#"{"source":"resizer.test","detail-type":"Scheduled Event","detail":{}}"#,
+        ))
+        .send()
+        .await?;
+    let payload: Value = out
+        .payload()
+        .map(|b| serde_json::from_slice(b.as_ref()).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    if let Some(e) = out.function_error() {
+        return Err(format!("{f:?} failed ({e}): {payload}").into());
+    }
+    Ok(payload)
+}
+
 /// Every log line a deployed function has written so far (CloudWatch Logs, where LocalStack puts
 /// what the function process printed).
 pub async fn function_log(state: &State, f: Function) -> Vec<String> {

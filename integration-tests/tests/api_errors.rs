@@ -275,6 +275,68 @@ async fn images_the_api_refuses_before_staging() {
     assert_error(&r, 400, "invalid_parameter");
 }
 
+/// The open-jobs limit counts on the deployed jobs table's open-by-customer index: a customer
+/// with `customer_max_open_jobs` unfinished jobs gets 429 `too_many_open_jobs` with
+/// `Retry-After`, until one of them finishes. The jobs are parked in a memory queue, so that they
+/// stay open until the test processes one (the sweeper sends the other on later; it ends done).
+#[tokio::test]
+async fn a_customer_at_its_limit_of_open_jobs_gets_429_until_one_finishes() {
+    let parked = resizer_app::memory::Memory::new().queue;
+    let q = parked.clone();
+    let state = state_with(|_, s| {
+        s.auth_cache_ttl = Duration::ZERO;
+        s.customer_max_open_jobs = 2;
+    })
+    .await
+    .map_app(|mut app| {
+        app.stores.queue = q;
+        app
+    });
+    let (_, key) = customer(&state, None).await;
+    let submit = || {
+        call(
+            &state,
+            Req::new("POST", "/v1/jobs")
+                .key(&key)
+                .query("width=8")
+                .body("image/png", png(16, 16)),
+        )
+    };
+    for _ in 0..2 {
+        let r = submit().await;
+        assert_eq!(r.status, 202, "{}", r.json);
+    }
+    let r = submit().await;
+    assert_error(&r, 429, "too_many_open_jobs");
+    assert_eq!(
+        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some(
+            resizer_app::OPEN_JOBS_RETRY_AFTER_SECONDS
+                .to_string()
+                .as_str()
+        )
+    );
+
+    let first = parked.sent().remove(0);
+    let d = state
+        .app
+        .process(
+            resizer_app::Delivery {
+                message: &first,
+                receives: 1,
+                receipt: None,
+                deadline: None,
+            },
+            state.resize.converter.clone(),
+        )
+        .await;
+    assert_eq!(d, resizer_app::Disposition::Consumed);
+    let r = submit().await;
+    assert_eq!(r.status, 202, "one finished, one place free: {}", r.json);
+    let r = submit().await;
+    assert_error(&r, 429, "too_many_open_jobs");
+}
+
 #[tokio::test]
 async fn a_customer_over_quota_gets_429() {
     let state = state_with(|_, s| s.auth_cache_ttl = Duration::ZERO).await;

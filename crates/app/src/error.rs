@@ -98,6 +98,9 @@ pub enum AppError {
     /// The customer is over its rate: retry after this many seconds.
     #[error("{message}")]
     RateLimited { message: String, retry_after_s: u64 },
+    /// The customer has as many unfinished jobs as it may: retry after this many seconds.
+    #[error("{message}")]
+    TooManyOpenJobs { message: String, retry_after_s: u64 },
     /// The request reuses an `Idempotency-Key` for another request.
     #[error("{0}")]
     IdempotencyConflict(String),

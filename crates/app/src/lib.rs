@@ -37,7 +37,7 @@ pub use aggregate::{
 pub use auth::{AuthCache, Principal};
 pub use clock::Clock;
 pub use error::{AppError, StoreError};
-pub use limits::RATE_WINDOW_SECONDS;
+pub use limits::{OPEN_JOBS_RETRY_AFTER_SECONDS, RATE_WINDOW_SECONDS};
 pub use metrics::{Metrics, Unit};
 pub use process::{Delivery, Disposition, FINISH_MARGIN, SYSTEM_FAILURES};
 pub use settings::{ConfigError, SETTINGS, STAGE_ENV, Setting, Settings, required};

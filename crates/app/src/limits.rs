@@ -8,14 +8,26 @@
 //! one refused write per container and window, not one per request, and never heats the
 //! customer's counter beyond what was admitted.
 //!
-//! When the counters cannot be reached, requests are admitted (and counted in the logs and a
-//! metric): a limiter outage must not become an API outage.
+//! A rate alone does not keep one customer from filling the jobs queue: a backlog builds whenever
+//! a customer submits faster than its jobs finish, and every job queued behind it waits. So a
+//! customer may also have only `customer_max_open_jobs` unfinished jobs at once, counted on the
+//! jobs table's open-by-customer index (sparse: a job is in it from its creation until it
+//! finishes, so the count needs no counter of its own to drift). Past it, the answer is 429
+//! `too_many_open_jobs` with `Retry-After` [`OPEN_JOBS_RETRY_AFTER_SECONDS`]. The index is
+//! eventually consistent, so a burst of concurrent submits can pass the limit by the few jobs
+//! not yet indexed: a bound on a backlog, not an exact count.
+//!
+//! When the counters or the index cannot be reached, requests are admitted (and counted in the
+//! logs and a metric): a limiter outage must not become an API outage.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::metrics::Unit;
 use crate::{App, AppError, Principal};
+
+/// What a customer over its open jobs is told to wait: about the time a job takes.
+pub const OPEN_JOBS_RETRY_AFTER_SECONDS: u64 = 2;
 
 /// The length of a rate-limit window.
 pub const RATE_WINDOW_SECONDS: i64 = 10;
@@ -72,6 +84,36 @@ impl App {
                 tracing::warn!(error = %e, "the rate-limit counters cannot be reached; admitted");
                 self.metrics
                     .emit(&[], &[("RateLimitUnavailable", Unit::Count, 1.0)]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Refuses a job of `principal` while it has `customer_max_open_jobs` unfinished jobs.
+    pub(crate) async fn check_open_jobs(&self, principal: &Principal) -> Result<(), AppError> {
+        let limit = self.settings.customer_max_open_jobs;
+        match self
+            .stores
+            .jobs
+            .open_count(&principal.customer_id, limit)
+            .await
+        {
+            Ok(open) if open >= limit => {
+                self.metrics
+                    .emit(&[], &[("TooManyOpenJobs", Unit::Count, 1.0)]);
+                Err(AppError::TooManyOpenJobs {
+                    message: format!(
+                        "you have {limit} unfinished jobs, as many as you may have at once; \
+                         retry after the Retry-After seconds, once some have finished"
+                    ),
+                    retry_after_s: OPEN_JOBS_RETRY_AFTER_SECONDS,
+                })
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the open jobs cannot be counted; admitted");
+                self.metrics
+                    .emit(&[], &[("OpenJobsUnavailable", Unit::Count, 1.0)]);
                 Ok(())
             }
         }

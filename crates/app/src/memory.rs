@@ -377,6 +377,15 @@ impl JobStore for MemoryJobs {
             .collect())
     }
 
+    async fn open_count(&self, customer_id: &str, limit: u64) -> Result<u64, StoreError> {
+        self.faults.check("jobs.open_count")?;
+        let open = lock(&self.jobs)
+            .values()
+            .filter(|j| !j.status.is_terminal() && j.customer_id == customer_id)
+            .count() as u64;
+        Ok(open.min(limit))
+    }
+
     async fn mark_swept(
         &self,
         id: &JobId,

@@ -78,6 +78,10 @@ pub trait JobStore: Send + Sync {
         before: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<JobId>, StoreError>;
+    /// How many unfinished jobs `customer_id` has, counted up to `limit` (a larger count is
+    /// answered as `limit`). Eventually consistent (an index): a job created or finished a
+    /// moment ago may not be counted yet.
+    async fn open_count(&self, customer_id: &str, limit: u64) -> Result<u64, StoreError>;
     /// Records that the sweeper acts on an unfinished job last written at `seen`: sets its
     /// `updated_at` (and its place in the open-jobs index) to `now`. `Conflict` when the job
     /// was written since `seen` (a worker, or another sweep, got there first) or has finished.

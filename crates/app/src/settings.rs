@@ -153,6 +153,17 @@ pub const CUSTOMER_JOBS_PER_SECOND: Setting = setting(
     100_000,
 );
 
+/// Unfinished jobs one customer may have at once (queued or processing): past it, a submit is
+/// answered 429 `too_many_open_jobs`, so that one customer's backlog cannot fill the queue ahead
+/// of everyone else's jobs (docs/capacity.md sizes it).
+pub const CUSTOMER_MAX_OPEN_JOBS: Setting = setting(
+    "CUSTOMER_MAX_OPEN_JOBS",
+    "CustomerMaxOpenJobs",
+    1_000,
+    1,
+    1_000_000,
+);
+
 /// Every numeric setting.
 pub const SETTINGS: &[Setting] = &[
     MAX_INLINE_BYTES,
@@ -174,6 +185,7 @@ pub const SETTINGS: &[Setting] = &[
     MAX_JOB_AGE_SECONDS,
     SWEEP_STALE_SECONDS,
     CUSTOMER_JOBS_PER_SECOND,
+    CUSTOMER_MAX_OPEN_JOBS,
 ];
 
 /// The stage's variable (a string, not in [`SETTINGS`]).
@@ -217,6 +229,8 @@ pub struct Settings {
     pub sweep_stale_after: Duration,
     /// See [`CUSTOMER_JOBS_PER_SECOND`].
     pub customer_jobs_per_second: u64,
+    /// See [`CUSTOMER_MAX_OPEN_JOBS`].
+    pub customer_max_open_jobs: u64,
 }
 
 impl Default for Settings {
@@ -306,6 +320,7 @@ impl Settings {
             max_job_age: secs(MAX_JOB_AGE_SECONDS)?,
             sweep_stale_after: secs(SWEEP_STALE_SECONDS)?,
             customer_jobs_per_second: CUSTOMER_JOBS_PER_SECOND.read(get)?,
+            customer_max_open_jobs: CUSTOMER_MAX_OPEN_JOBS.read(get)?,
         })
     }
 

@@ -160,6 +160,7 @@ impl App {
         }
         // After the replay check: a retry of a created job is answered, never rate limited.
         self.admit(principal).await?;
+        self.check_open_jobs(principal).await?;
         let id = keyed.clone().unwrap_or_else(JobId::generate);
         let mut job = match sub.input {
             Input::Inline(body) => self.stage_inline(principal, id, sub.spec, body).await?,

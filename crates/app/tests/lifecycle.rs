@@ -1120,6 +1120,81 @@ async fn the_rate_limit_admits_when_its_counters_cannot_be_reached() {
     assert_eq!(w.mem.jobs.all().len(), 1);
 }
 
+// ---- the per-customer limit of open jobs ---------------------------------------------------------
+
+#[tokio::test]
+async fn a_customer_with_its_limit_of_open_jobs_is_refused_until_one_finishes_and_others_are_not() {
+    let mem = Memory::new();
+    let settings = Settings {
+        customer_max_open_jobs: 3,
+        ..Settings::default()
+    };
+    let app = mem.app(settings);
+    let principal = |key: ApiKey| {
+        let app = app.clone();
+        async move { app.authenticate(Some(&key.expose())).await.unwrap() }
+    };
+    let flooder = principal(mem.customer(&app, None).await.1).await;
+    let other = principal(mem.customer(&app, None).await.1).await;
+    let sub = || Submission::inline(spec(), Some("image/png"), &png(), &app.settings).unwrap();
+
+    let keyed = || sub().with_idempotency_key(Some(IdempotencyKey::parse("k").unwrap()));
+    let first = app.submit(&flooder, keyed()).await.unwrap().job;
+    for _ in 0..2 {
+        app.submit(&flooder, sub()).await.unwrap();
+    }
+    let refused = app.submit(&flooder, sub()).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            AppError::TooManyOpenJobs {
+                retry_after_s: resizer_app::OPEN_JOBS_RETRY_AFTER_SECONDS,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(mem.jobs.all().len(), 3, "nothing written for a refusal");
+    assert_eq!(mem.staging.keys().len(), 3, "nothing staged for a refusal");
+
+    // A retry of a created job is answered, not refused.
+    let replay = app.submit(&flooder, keyed()).await.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.job.job_id, first.job_id);
+
+    // Another customer is not affected.
+    app.submit(&other, sub()).await.unwrap();
+
+    // Processing (claimed, not finished) still counts; finished frees a place.
+    mem.jobs.claim(&first.job_id, app.now()).await.unwrap();
+    assert!(matches!(
+        app.submit(&flooder, sub()).await.unwrap_err(),
+        AppError::TooManyOpenJobs { .. }
+    ));
+    let d = app.process(delivery(&message(&first), 1), Fake::ok()).await;
+    assert_eq!(d, Disposition::Consumed);
+    assert_eq!(
+        mem.jobs.get(&first.job_id).await.unwrap().unwrap().status,
+        JobStatus::Done
+    );
+    app.submit(&flooder, sub()).await.unwrap();
+    assert!(matches!(
+        app.submit(&flooder, sub()).await.unwrap_err(),
+        AppError::TooManyOpenJobs { .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_open_jobs_limit_admits_when_the_index_cannot_be_read() {
+    let w = world().await;
+    w.mem.faults.fail_next(
+        "jobs.open_count",
+        StoreError::unavailable("dynamodb:Query", "down"),
+    );
+    submit(&w).await;
+    assert_eq!(w.mem.jobs.all().len(), 1);
+}
+
 #[tokio::test]
 async fn an_upload_whose_header_lies_beyond_the_first_probe_is_accepted() {
     // A JPEG whose frame header follows 320 KiB of APP1 (XMP) segments.

@@ -65,6 +65,10 @@ impl fmt::Display for Resource {
 pub const JOBS_TABLE: Resource = Resource::whole("JobsTable");
 /// The jobs table's sparse index of unfinished jobs (`dynamo::jobs::OPEN_JOBS_INDEX`).
 pub const OPEN_JOBS_INDEX: Resource = Resource::objects("JobsTable", "index/open-jobs");
+/// The jobs table's sparse index of unfinished jobs by customer
+/// (`dynamo::jobs::OPEN_BY_CUSTOMER_INDEX`).
+pub const OPEN_BY_CUSTOMER_INDEX: Resource =
+    Resource::objects("JobsTable", "index/open-by-customer");
 pub const API_KEYS_TABLE: Resource = Resource::whole("ApiKeysTable");
 pub const CUSTOMERS_TABLE: Resource = Resource::whole("CustomersTable");
 pub const USAGE_TABLE: Resource = Resource::whole("UsageTable");
@@ -212,6 +216,12 @@ pub const OPERATIONS: &[Operation] = &[
         keys: None,
         grants: &[g("dynamodb:Query", OPEN_JOBS_INDEX)],
         note: "a Query of the open-jobs index: the index's ARN, not the table's",
+    },
+    Operation {
+        op: "jobs.open_count",
+        keys: None,
+        grants: &[g("dynamodb:Query", OPEN_BY_CUSTOMER_INDEX)],
+        note: "a Query (Select COUNT) of the open-by-customer index: the index's ARN",
     },
     Operation {
         op: "jobs.mark_swept",
@@ -518,6 +528,7 @@ pub const API: Function = Function {
         "staging.head uploads/*",
         "staging.get_prefix uploads/*",
         "rate_counters.admit",
+        "jobs.open_count",
         "jobs.put_new",
         "queue.send",
         "jobs.delete_queued",

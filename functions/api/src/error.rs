@@ -23,6 +23,7 @@ pub const CODES: &[(u16, &str)] = &[
     (422, "output_too_large"),
     (429, "quota_exceeded"),
     (429, "rate_limited"),
+    (429, "too_many_open_jobs"),
     (500, "internal_error"),
     (503, "service_unavailable"),
 ];
@@ -36,7 +37,7 @@ pub struct ApiError {
     pub detail: Option<String>,
     /// For 405: the methods the path allows.
     pub allow: Option<String>,
-    /// Seconds for `Retry-After` (429 rate_limited; a 503 always says 1).
+    /// Seconds for `Retry-After` (429 rate_limited and too_many_open_jobs; a 503 always says 1).
     pub retry_after_s: Option<u64>,
 }
 
@@ -152,6 +153,15 @@ impl From<AppError> for ApiError {
                 retry_after_s,
             } => {
                 let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                e.retry_after_s = Some(retry_after_s);
+                e
+            }
+            AppError::TooManyOpenJobs {
+                message,
+                retry_after_s,
+            } => {
+                let mut e =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_open_jobs", message);
                 e.retry_after_s = Some(retry_after_s);
                 e
             }

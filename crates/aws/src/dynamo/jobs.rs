@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, Select, TransactWriteItem, Update,
+};
 use resizer_app::ports::{Claim, Finish, JobStore};
 use resizer_core::job::{Job, JobError, JobId, JobStatus};
 use resizer_core::usage::UsageRecord;
@@ -92,6 +94,7 @@ impl JobStore for JobsTable {
         // In the open-jobs index until finished (see `finish`).
         item.insert(OPEN_SHARD.into(), num(job.job_id.open_shard()));
         item.insert(OPEN_AT.into(), num(epoch_ms(job.created_at)));
+        item.insert(OPEN_CUSTOMER.into(), s(&job.customer_id));
         self.table
             .put("dynamodb:PutItem jobs", item, Some("job_id"))
             .await
@@ -315,6 +318,34 @@ impl JobStore for JobsTable {
         Ok(out)
     }
 
+    async fn open_count(&self, customer_id: &str, limit: u64) -> Result<u64, StoreError> {
+        const OP: &str = "dynamodb:Query jobs open-by-customer";
+        let mut count = 0u64;
+        let mut start: Option<Item> = None;
+        while count < limit {
+            let page = self
+                .table
+                .client
+                .query()
+                .table_name(&self.table.name)
+                .index_name(OPEN_BY_CUSTOMER_INDEX)
+                .key_condition_expression("open_customer = :c")
+                .expression_attribute_values(":c", s(customer_id))
+                .select(Select::Count)
+                .limit(i32::try_from(limit - count).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))?;
+            count += u64::try_from(page.count).unwrap_or(0);
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(count.min(limit))
+    }
+
     async fn mark_swept(
         &self,
         id: &JobId,
@@ -347,9 +378,13 @@ impl JobStore for JobsTable {
 /// or last swept. Sparse: a finished job's update removes both, so the index holds only the jobs
 /// that the sweeper may have to act on.
 pub const OPEN_JOBS_INDEX: &str = "open-jobs";
+/// The same unfinished jobs by customer (KEYS_ONLY, sparse alike): what the api counts against a
+/// customer's limit of open jobs.
+pub const OPEN_BY_CUSTOMER_INDEX: &str = "open-by-customer";
 const OPEN_SHARD: &str = "open_shard";
 const OPEN_AT: &str = "open_at";
-const LEAVE_OPEN_INDEX: &str = "REMOVE open_shard, open_at";
+const OPEN_CUSTOMER: &str = "open_customer";
+const LEAVE_OPEN_INDEX: &str = "REMOVE open_shard, open_at, open_customer";
 
 fn epoch_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64

@@ -30,6 +30,8 @@ pub struct Principal {
     /// Jobs accepted this month, by the quota counter when the key was read (0 when the customer
     /// has no quota).
     pub month_jobs: u64,
+    /// The customer's own limit of unfinished jobs, if it has one (else the stack's).
+    pub max_open_jobs: Option<u64>,
 }
 
 impl Principal {
@@ -126,6 +128,7 @@ impl AuthCache {
             key_id: entry.key.key_id,
             monthly_job_quota: customer.monthly_job_quota,
             month_jobs: entry.month_jobs,
+            max_open_jobs: customer.max_open_jobs,
         })
     }
 

@@ -10,7 +10,8 @@
 //!
 //! A rate alone does not keep one customer from filling the jobs queue: a backlog builds whenever
 //! a customer submits faster than its jobs finish, and every job queued behind it waits. So a
-//! customer may also have only `customer_max_open_jobs` unfinished jobs at once, counted on the
+//! customer may also have only `customer_max_open_jobs` unfinished jobs at once (or its own
+//! `max_open_jobs`, set by an operator: a plan's limit), counted on the
 //! jobs table's open-by-customer index (sparse: a job is in it from its creation until it
 //! finishes, so the count needs no counter of its own to drift). Past it, the answer is 429
 //! `too_many_open_jobs` with `Retry-After` [`OPEN_JOBS_RETRY_AFTER_SECONDS`]. The index is
@@ -91,7 +92,9 @@ impl App {
 
     /// Refuses a job of `principal` while it has `customer_max_open_jobs` unfinished jobs.
     pub(crate) async fn check_open_jobs(&self, principal: &Principal) -> Result<(), AppError> {
-        let limit = self.settings.customer_max_open_jobs;
+        let limit = principal
+            .max_open_jobs
+            .unwrap_or(self.settings.customer_max_open_jobs);
         match self
             .stores
             .jobs

@@ -692,6 +692,20 @@ impl Accounts for MemoryAccounts {
         c.monthly_job_quota = quota;
         Ok(())
     }
+
+    async fn set_customer_max_open_jobs(
+        &self,
+        id: &str,
+        limit: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.faults.check("accounts.set_customer_max_open_jobs")?;
+        let mut cs = lock(&self.customers);
+        let c = cs.get_mut(id).ok_or(StoreError::NotFound {
+            op: "accounts.set_customer_max_open_jobs",
+        })?;
+        c.max_open_jobs = limit;
+        Ok(())
+    }
 }
 
 // ---- usage ---------------------------------------------------------------------------------------

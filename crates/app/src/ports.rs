@@ -165,6 +165,13 @@ pub trait Accounts: Send + Sync {
     /// Sets (or with `None`, removes) a customer's monthly job quota. `NotFound` if there is no
     /// such customer.
     async fn set_customer_quota(&self, id: &str, quota: Option<u64>) -> Result<(), StoreError>;
+    /// Sets (or with `None`, removes: the stack's default applies) a customer's limit of
+    /// unfinished jobs. `NotFound` if there is no such customer.
+    async fn set_customer_max_open_jobs(
+        &self,
+        id: &str,
+        limit: Option<u64>,
+    ) -> Result<(), StoreError>;
 }
 
 /// One raw usage item as read: its sort key, and its record or why it could not be read (a

@@ -1185,6 +1185,42 @@ async fn a_customer_with_its_limit_of_open_jobs_is_refused_until_one_finishes_an
 }
 
 #[tokio::test]
+async fn a_customer_s_own_limit_of_open_jobs_overrides_the_stack_s() {
+    let mem = Memory::new();
+    let settings = Settings {
+        customer_max_open_jobs: 1,
+        auth_cache_ttl: Duration::ZERO,
+        ..Settings::default()
+    };
+    let app = mem.app(settings);
+    let (c, key) = mem.customer(&app, None).await;
+    mem.accounts
+        .set_customer_max_open_jobs(&c.customer_id, Some(2))
+        .await
+        .unwrap();
+    let p = app.authenticate(Some(&key.expose())).await.unwrap();
+    assert_eq!(p.max_open_jobs, Some(2));
+    let sub = || Submission::inline(spec(), Some("image/png"), &png(), &app.settings).unwrap();
+    app.submit(&p, sub()).await.unwrap();
+    app.submit(&p, sub()).await.unwrap();
+    assert!(matches!(
+        app.submit(&p, sub()).await.unwrap_err(),
+        AppError::TooManyOpenJobs { .. }
+    ));
+    // Back to the stack's limit (1): still refused, with two open.
+    mem.accounts
+        .set_customer_max_open_jobs(&c.customer_id, None)
+        .await
+        .unwrap();
+    let p = app.authenticate(Some(&key.expose())).await.unwrap();
+    assert_eq!(p.max_open_jobs, None);
+    assert!(matches!(
+        app.submit(&p, sub()).await.unwrap_err(),
+        AppError::TooManyOpenJobs { .. }
+    ));
+}
+
+#[tokio::test]
 async fn the_open_jobs_limit_admits_when_the_index_cannot_be_read() {
     let w = world().await;
     w.mem.faults.fail_next(

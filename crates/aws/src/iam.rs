@@ -403,6 +403,12 @@ pub const OPERATIONS: &[Operation] = &[
         grants: &[g("dynamodb:UpdateItem", CUSTOMERS_TABLE)],
         note: NONE,
     },
+    Operation {
+        op: "accounts.set_customer_max_open_jobs",
+        keys: None,
+        grants: &[g("dynamodb:UpdateItem", CUSTOMERS_TABLE)],
+        note: NONE,
+    },
     // ---- raw usage (dynamo/usage.rs) -----------------------------------------------------------
     Operation {
         op: "usage.put",

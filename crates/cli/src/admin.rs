@@ -51,6 +51,9 @@ enum CustomerCommand {
         /// Monthly job quota (default: unlimited).
         #[arg(long)]
         quota: Option<u64>,
+        /// Unfinished jobs it may have at once (default: the stack's CustomerMaxOpenJobs).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_open_jobs: Option<u64>,
     },
     /// List customers.
     List,
@@ -69,6 +72,20 @@ enum CustomerCommand {
         jobs: Option<u64>,
         #[arg(long)]
         unlimited: bool,
+    },
+    /// Set how many unfinished jobs the customer may have at once, or go back to the stack's
+    /// CustomerMaxOpenJobs with --default.
+    SetMaxOpenJobs {
+        customer_id: String,
+        #[arg(
+            long,
+            conflicts_with = "default",
+            required_unless_present = "default",
+            value_parser = clap::value_parser!(u64).range(1..)
+        )]
+        jobs: Option<u64>,
+        #[arg(long)]
+        default: bool,
     },
 }
 
@@ -121,12 +138,18 @@ async fn require_customer(state: &App, id: &str) -> CliResult<Customer> {
 }
 
 /// Creates a customer (used by `resizer dev` for its demo customer too).
-pub async fn create_customer(state: &App, name: &str, quota: Option<u64>) -> CliResult<Customer> {
+pub async fn create_customer(
+    state: &App,
+    name: &str,
+    quota: Option<u64>,
+    max_open_jobs: Option<u64>,
+) -> CliResult<Customer> {
     if name.trim().is_empty() {
         return Err(CliError::new("--name must not be empty"));
     }
     let mut c = Customer::new(name.trim(), state.now());
     c.monthly_job_quota = quota;
+    c.max_open_jobs = max_open_jobs;
     state.stores.accounts.put_new_customer(&c).await?;
     Ok(c)
 }
@@ -142,8 +165,12 @@ pub async fn create_key(state: &App, customer_id: &str) -> CliResult<(KeyRecord,
 
 async fn customer(state: &App, cmd: CustomerCommand) -> CliResult {
     match cmd {
-        CustomerCommand::Create { name, quota } => {
-            let c = create_customer(state, &name, quota).await?;
+        CustomerCommand::Create {
+            name,
+            quota,
+            max_open_jobs,
+        } => {
+            let c = create_customer(state, &name, quota, max_open_jobs).await?;
             println!("{}", c.customer_id);
         }
         CustomerCommand::List => {
@@ -160,6 +187,7 @@ async fn customer(state: &App, cmd: CustomerCommand) -> CliResult {
                         c.status.as_str().into(),
                         c.monthly_job_quota
                             .map_or("unlimited".into(), |q| q.to_string()),
+                        c.max_open_jobs.map_or("default".into(), |n| n.to_string()),
                         ts(c.created_at),
                     ]
                 })
@@ -172,6 +200,7 @@ async fn customer(state: &App, cmd: CustomerCommand) -> CliResult {
                         "name",
                         "status",
                         "monthly_quota",
+                        "max_open_jobs",
                         "created_at"
                     ],
                     &rows
@@ -214,6 +243,29 @@ async fn customer(state: &App, cmd: CustomerCommand) -> CliResult {
             match quota {
                 Some(q) => println!("{customer_id}: monthly quota {q} jobs"),
                 None => println!("{customer_id}: unlimited"),
+            }
+        }
+        CustomerCommand::SetMaxOpenJobs {
+            customer_id,
+            jobs,
+            default,
+        } => {
+            require_customer(state, &customer_id).await?;
+            let limit = if default { None } else { jobs };
+            state
+                .stores
+                .accounts
+                .set_customer_max_open_jobs(&customer_id, limit)
+                .await?;
+            match limit {
+                Some(n) => println!(
+                    "{customer_id}: at most {n} unfinished jobs at once (within the auth cache TTL, {} s)",
+                    state.settings.auth_cache_ttl.as_secs()
+                ),
+                None => println!(
+                    "{customer_id}: the stack's limit of unfinished jobs (CustomerMaxOpenJobs, {} here)",
+                    state.settings.customer_max_open_jobs
+                ),
             }
         }
     }

@@ -222,7 +222,7 @@ async fn demo_credentials(state: &App, dir: &Path) -> CliResult<Demo> {
     {
         return Ok(demo);
     }
-    let customer = crate::admin::create_customer(state, "Demo", None).await?;
+    let customer = crate::admin::create_customer(state, "Demo", None, None).await?;
     let (_, key) = crate::admin::create_key(state, &customer.customer_id).await?;
     let demo = Demo {
         customer_id: customer.customer_id,

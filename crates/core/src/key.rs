@@ -150,6 +150,10 @@ pub struct Customer {
     /// Jobs allowed per calendar month (UTC); `None` is unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monthly_job_quota: Option<u64>,
+    /// Unfinished jobs this customer may have at once; `None` is the stack's
+    /// `CustomerMaxOpenJobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_open_jobs: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -161,6 +165,7 @@ impl Customer {
             name: name.to_owned(),
             status: CustomerStatus::Active,
             monthly_job_quota: None,
+            max_open_jobs: None,
             created_at: now,
         }
     }

@@ -80,6 +80,7 @@ async fn resize_calls_exactly_what_its_policy_is_derived_from() {
         key_id: "k".into(),
         monthly_job_quota: None,
         month_jobs: 0,
+        max_open_jobs: None,
     };
     // The jobs, as the api submits them: inline ones, and one from an upload.
     for _ in 0..5 {

@@ -142,4 +142,28 @@ impl Accounts for AccountsTables {
             .map_err(|e| not_found_on_conflict(classify("dynamodb:UpdateItem customers", e)))?;
         Ok(())
     }
+
+    async fn set_customer_max_open_jobs(
+        &self,
+        id: &str,
+        limit: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let req = self
+            .customers
+            .client
+            .update_item()
+            .table_name(&self.customers.name)
+            .set_key(Some(key("customer_id", id)))
+            .condition_expression("attribute_exists(customer_id)");
+        let req = match limit {
+            Some(n) => req
+                .update_expression("SET max_open_jobs = :n")
+                .expression_attribute_values(":n", num(n)),
+            None => req.update_expression("REMOVE max_open_jobs"),
+        };
+        req.send()
+            .await
+            .map_err(|e| not_found_on_conflict(classify("dynamodb:UpdateItem customers", e)))?;
+        Ok(())
+    }
 }

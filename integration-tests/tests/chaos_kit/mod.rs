@@ -638,11 +638,6 @@ pub async fn settle(state: &State, ids: &[JobId], limit: Duration) -> Vec<Job> {
     }
 }
 
-/// Runs the deployed aggregator once and waits for its answer.
-pub async fn run_aggregator(state: &State) -> R<Value> {
-    crate::common::run_scheduled(state, crate::common::Function::Aggregate).await
-}
-
 /// Expected rollup totals from the jobs alone (cpu_ms is only in the usage records).
 fn totals_of_jobs<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Totals {
     let mut t = Totals::default();

@@ -280,6 +280,9 @@ async fn the_function_url_passes_requests_on_as_aws_does() {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.json);
+    // The deployed function signs uploads with its own credentials and endpoint.
+    let post = post_upload(&r.json, png(8, 8)).await;
+    assert!(post.status().is_success(), "{}", post.text().await.unwrap());
     // Binary bodies arrive intact (base64 in the event), JSON bodies as text.
     let r = deployed(
         &state,

@@ -373,6 +373,23 @@ async fn the_service_end_to_end_over_http() {
     assert!(ok, "{e}");
     let (ok, other_key, e) = cli(&["admin", "key", "create", "--customer", &other_customer]);
     assert!(ok, "{e}");
+    let (ok, _, e) = cli(&[
+        "admin",
+        "customer",
+        "set-max-open-jobs",
+        &other_customer,
+        "--jobs",
+        "500",
+    ]);
+    assert!(ok, "{e}");
+    let (ok, listed, e) = cli(&["admin", "customer", "list"]);
+    assert!(ok, "{e}");
+    let row = listed
+        .lines()
+        .find(|l| l.contains(&other_customer))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(row.contains("500"), "{row}");
     let (ok, revoked_customer, _) = cli(&["admin", "customer", "create", "--name", "e2e-revoked"]);
     assert!(ok);
     let (_, revoked_key, _) = cli(&["admin", "key", "create", "--customer", &revoked_customer]);

@@ -390,16 +390,10 @@ async fn large_images_go_through_a_presigned_upload() {
 
     let up = call(&state, Req::new("POST", "/v1/uploads").key(&key)).await;
     assert_eq!(up.status, 201, "{}", up.json);
-    assert_eq!(up.json["method"], "PUT");
     assert_eq!(up.json["max_bytes"], 3_000_000);
     let big_len = big.len();
-    let put = reqwest::Client::new()
-        .put(up.json["url"].as_str().unwrap())
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "{}", put.status());
+    let post = post_upload(&up.json, big).await;
+    assert!(post.status().is_success(), "{}", post.status());
     let upload_id = up.json["upload_id"].as_str().unwrap();
     let r = call(
         &state,
@@ -433,15 +427,14 @@ async fn large_images_go_through_a_presigned_upload() {
         r.json
     );
 
-    // An upload over the limit is refused before any job exists.
+    // An upload over the limit is refused by the storage itself (the policy's
+    // content-length-range): nothing is stored, so no job can name it.
     let up = call(&state, Req::new("POST", "/v1/uploads").key(&key)).await;
-    let put = reqwest::Client::new()
-        .put(up.json["url"].as_str().unwrap())
-        .body(vec![0u8; 3_000_001])
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success());
+    let post = post_upload(&up.json, vec![0u8; 3_000_001]).await;
+    let status = post.status();
+    let body = post.text().await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("EntityTooLarge"), "{body}");
     let r = call(
         &state,
         Req::new("POST", "/v1/jobs")
@@ -451,10 +444,18 @@ async fn large_images_go_through_a_presigned_upload() {
     .await;
     assert_eq!(
         (r.status, r.code()),
-        (413, "payload_too_large"),
+        (400, "invalid_parameter"),
         "{}",
         r.json
     );
+    // Nor can the upload be sent to another key than its own.
+    let mut elsewhere = up.json.clone();
+    elsewhere["fields"]["key"] = json!(format!(
+        "{}-other",
+        up.json["fields"]["key"].as_str().unwrap()
+    ));
+    let post = post_upload(&elsewhere, png(8, 8)).await;
+    assert_eq!(post.status(), 403, "{}", post.text().await.unwrap());
 }
 
 #[tokio::test]

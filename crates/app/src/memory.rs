@@ -22,7 +22,8 @@ use time::OffsetDateTime;
 use crate::aggregate::{LocalSlices, SliceDeps};
 use crate::ports::{
     Accounts, Claim, ClosedHour, Finish, JobQueue, JobStore, ObjectHead, ObjectStore, Presigned,
-    RateCounters, RawUsage, Rollups, SliceReport, SliceRunner, SliceTask, UsageLog, UsagePage,
+    PresignedPost, RateCounters, RawUsage, Rollups, SliceReport, SliceRunner, SliceTask, UsageLog,
+    UsagePage,
 };
 use crate::{App, Settings, StoreError, Stores};
 
@@ -551,9 +552,22 @@ impl ObjectStore for MemoryObjects {
         Ok(self.sign(key, ttl, "GET"))
     }
 
-    async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
-        self.check("presign", "presign_put", key)?;
-        Ok(self.sign(key, ttl, "PUT"))
+    async fn presign_post(
+        &self,
+        key: &str,
+        ttl: Duration,
+        max_bytes: u64,
+    ) -> Result<PresignedPost, StoreError> {
+        self.check("presign", "presign_post", key)?;
+        let expires_at = OffsetDateTime::now_utc() + ttl;
+        Ok(PresignedPost {
+            url: format!("memory://{}/", self.name),
+            fields: vec![
+                ("key".into(), key.to_owned()),
+                ("policy".into(), format!("max_bytes={max_bytes}")),
+            ],
+            expires_at,
+        })
     }
 }
 

@@ -107,6 +107,15 @@ pub struct Presigned {
     pub expires_at: OffsetDateTime,
 }
 
+/// A presigned POST upload: the form fields to send, then the file (a `multipart/form-data`
+/// POST to `url`). The storage enforces its policy: one key, a size range, an expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedPost {
+    pub url: String,
+    pub fields: Vec<(String, String)>,
+    pub expires_at: OffsetDateTime,
+}
+
 /// One bucket: staging, results or the usage archive.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
@@ -120,8 +129,14 @@ pub trait ObjectStore: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// A presigned GET URL, valid for `ttl` from now. Signing is local: no request is sent.
     async fn presign_get(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError>;
-    /// A presigned PUT URL, valid for `ttl` from now.
-    async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError>;
+    /// A presigned POST upload of `key`, valid for `ttl` from now, that the storage refuses
+    /// above `max_bytes` (a presigned PUT cannot bound the size). Signing is local.
+    async fn presign_post(
+        &self,
+        key: &str,
+        ttl: Duration,
+        max_bytes: u64,
+    ) -> Result<PresignedPost, StoreError>;
 }
 
 /// Per-customer request counters in fixed windows: the shared state of the rate limit.

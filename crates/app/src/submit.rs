@@ -123,7 +123,9 @@ impl Submission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {
     pub upload_id: UploadId,
+    /// Where to POST the image: a `multipart/form-data` form of `fields`, then the file.
     pub url: String,
+    pub fields: Vec<(String, String)>,
     pub expires_at: OffsetDateTime,
     pub max_bytes: u64,
 }
@@ -393,11 +395,16 @@ impl App {
         let signed = self
             .stores
             .staging
-            .presign_put(&key, self.settings.upload_url_ttl)
+            .presign_post(
+                &key,
+                self.settings.upload_url_ttl,
+                self.settings.max_upload_bytes,
+            )
             .await?;
         Ok(Upload {
             upload_id,
             url: signed.url,
+            fields: signed.fields,
             expires_at: signed.expires_at,
             max_bytes: self.settings.max_upload_bytes,
         })

@@ -288,7 +288,7 @@ pub const OPERATIONS: &[Operation] = &[
         note: "inline bodies only: uploads stay for the next job until the lifecycle rule",
     },
     Operation {
-        op: "staging.presign_put",
+        op: "staging.presign_post",
         keys: Some("uploads/*"),
         grants: &[g("s3:PutObject", STAGING_UPLOADS)],
         note: PRESIGN,
@@ -541,7 +541,7 @@ pub const API: Function = Function {
         "staging.delete inline/*",
         "jobs.get",
         "results.presign_get results/*",
-        "staging.presign_put uploads/*",
+        "staging.presign_post uploads/*",
         "rollups.between",
     ],
 };

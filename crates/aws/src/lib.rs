@@ -6,6 +6,7 @@ pub mod dynamo;
 pub mod error;
 pub mod iam;
 pub mod lambda;
+pub mod post_policy;
 pub mod resources;
 pub mod s3;
 pub mod sdk;

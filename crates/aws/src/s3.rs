@@ -3,18 +3,22 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_s3::config::{ProvideCredentials as _, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use resizer_app::ports::{ObjectHead, ObjectStore, Presigned};
+use resizer_app::ports::{ObjectHead, ObjectStore, Presigned, PresignedPost};
 use time::OffsetDateTime;
 
 use crate::error::{StoreError, classify};
+use crate::post_policy;
 
 /// One bucket.
 #[derive(Debug, Clone)]
 pub struct S3Bucket {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// What presigned POST uploads are signed with (the client's own are not readable back).
+    credentials: Option<SharedCredentialsProvider>,
 }
 
 impl S3Bucket {
@@ -22,7 +26,14 @@ impl S3Bucket {
         Self {
             client,
             bucket: bucket.into(),
+            credentials: None,
         }
+    }
+
+    /// Signs presigned POST uploads with `credentials` (the SDK configuration's provider).
+    pub fn with_credentials(mut self, credentials: Option<SharedCredentialsProvider>) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
@@ -31,6 +42,26 @@ impl S3Bucket {
 
     pub fn name(&self) -> &str {
         &self.bucket
+    }
+
+    /// The bucket's own URL, where a POST upload goes, as the SDK addresses it (its endpoint,
+    /// virtual-hosted or path-style): a presigned GET of `key` without its key and query.
+    async fn bucket_url(&self, key: &str, now: OffsetDateTime) -> Result<String, StoreError> {
+        const OP: &str = "s3:presign POST";
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(presigning(Duration::from_secs(60), now)?)
+            .await
+            .map_err(|e| StoreError::other(OP, e.to_string()))?;
+        let uri = req.uri();
+        let path = uri.split('?').next().unwrap_or(uri);
+        path.strip_suffix(key)
+            .filter(|base| base.ends_with('/'))
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError::other(OP, format!("cannot find the bucket in {path}")))
     }
 }
 
@@ -144,19 +175,45 @@ impl ObjectStore for S3Bucket {
         })
     }
 
-    async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
+    async fn presign_post(
+        &self,
+        key: &str,
+        ttl: Duration,
+        max_bytes: u64,
+    ) -> Result<PresignedPost, StoreError> {
+        const OP: &str = "s3:presign POST";
         let now = OffsetDateTime::now_utc();
-        let cfg = presigning(ttl, now)?;
-        let req = self
+        let region = self
             .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(cfg)
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| StoreError::other(OP, "no region configured"))?;
+        let creds = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| StoreError::other(OP, "no credentials to sign uploads with"))?
+            .provide_credentials()
             .await
-            .map_err(|e| StoreError::other("s3:presign PutObject", e.to_string()))?;
-        Ok(Presigned {
-            url: req.uri().to_string(),
+            .map_err(|e| StoreError::unavailable(OP, format!("credentials: {e}")))?;
+        let fields = post_policy::sign(
+            &post_policy::PostPolicy {
+                bucket: &self.bucket,
+                key,
+                max_bytes,
+                expires_at: now + ttl,
+            },
+            &post_policy::Signer {
+                access_key_id: creds.access_key_id(),
+                secret_access_key: creds.secret_access_key(),
+                session_token: creds.session_token(),
+                region: &region,
+            },
+            now,
+        );
+        Ok(PresignedPost {
+            url: self.bucket_url(key, now).await?,
+            fields,
             expires_at: now + ttl,
         })
     }

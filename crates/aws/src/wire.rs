@@ -42,7 +42,8 @@ impl Adapters {
             settings.usage_shards,
         );
         Self {
-            staging: S3Bucket::new(s3.clone(), &resources.staging_bucket),
+            staging: S3Bucket::new(s3.clone(), &resources.staging_bucket)
+                .with_credentials(sdk.credentials_provider()),
             results: S3Bucket::new(s3.clone(), &resources.results_bucket),
             archive: S3Bucket::new(s3, &resources.usage_archive_bucket),
             queue: SqsQueue::new(sqs.clone(), &resources.jobs_queue_url),

@@ -281,20 +281,33 @@ pub async fn resize(a: ResizeArgs) -> CliResult {
             )));
         }
         let pb = progress(len, "upload");
-        let put = api
+        // The presigned POST: its fields, then the file (last, as S3 requires).
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in &upload.fields {
+            form = form.text(k.clone(), v.clone());
+        }
+        let file = reqwest::multipart::Part::stream_with_length(streamed(data, pb.clone()), len)
+            .file_name(
+                a.file
+                    .file_name()
+                    .map_or("image".into(), |n| n.to_string_lossy().into_owned()),
+            )
+            .mime_str(mime)
+            .map_err(|e| CliError::new(format!("upload failed: {e}")))?;
+        let post = api
             .http
-            .put(&upload.url)
-            .header("content-type", mime)
-            .header("content-length", len)
-            .body(streamed(data, pb.clone()))
+            .post(&upload.url)
+            .multipart(form.part("file", file))
             .send()
             .await
             .map_err(|e| CliError::new(format!("upload failed: {}", root_cause(&e))))?;
         pb.finish_and_clear();
-        if !put.status().is_success() {
+        if !post.status().is_success() {
+            let status = post.status();
+            let body = post.text().await.unwrap_or_default();
             return Err(CliError::new(format!(
-                "upload failed: HTTP {}",
-                put.status()
+                "upload failed: HTTP {status}: {}",
+                resizer_core::shorten(body.trim(), 300)
             )));
         }
         let mut body = json!({"upload_id": upload.upload_id, "wait": wait});

@@ -146,12 +146,16 @@ pub struct JobErrorResource {
     pub message: String,
 }
 
-/// `POST /v1/uploads`: where to PUT a large image.
+/// `POST /v1/uploads`: where to send a large image: a `multipart/form-data` POST to `url` of
+/// every field of `fields`, then the image as the last part, named `file`. The storage refuses
+/// an image over `max_bytes` or after `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadResource {
     pub upload_id: String,
     pub url: String,
+    /// Always `POST`.
     pub method: String,
+    pub fields: std::collections::BTreeMap<String, String>,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     pub max_bytes: u64,

@@ -91,6 +91,8 @@ pub fn s3_operation(method: &Method, path: &str, query: &str, headers: &HeaderMa
         ("PUT", false) => "CreateBucket",
         ("DELETE", false) => "DeleteBucket",
         ("POST", false) if q("delete") => "DeleteObjects",
+        // A browser-style upload: a presigned POST form to the bucket.
+        ("POST", false) => "PostObject",
         _ => "",
     };
     op.to_owned()
@@ -353,6 +355,7 @@ mod tests {
         assert_eq!(op(Method::GET, "/b/", "list-type=2"), "ListObjectsV2");
         assert_eq!(op(Method::HEAD, "/b", ""), "HeadBucket");
         assert_eq!(op(Method::POST, "/b", "delete"), "DeleteObjects");
+        assert_eq!(op(Method::POST, "/b", ""), "PostObject");
     }
 
     #[test]

@@ -136,7 +136,8 @@ pub async fn create_upload(
     let resource = UploadResource {
         upload_id: up.upload_id.to_string(),
         url: up.url,
-        method: "PUT".into(),
+        method: "POST".into(),
+        fields: up.fields.into_iter().collect(),
         expires_at: up.expires_at,
         max_bytes: up.max_bytes,
     };

@@ -433,6 +433,23 @@ impl Function {
     }
 }
 
+/// Sends `bytes` as an upload created by `POST /v1/uploads` (its JSON `upload`): the presigned
+/// POST, a `multipart/form-data` form of its fields and then the file.
+pub async fn post_upload(upload: &Value, bytes: Vec<u8>) -> reqwest::Response {
+    assert_eq!(upload["method"], "POST", "{upload}");
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in upload["fields"].as_object().expect("fields") {
+        form = form.text(k.clone(), v.as_str().expect("a string field").to_owned());
+    }
+    let file = reqwest::multipart::Part::bytes(bytes).file_name("image");
+    reqwest::Client::new()
+        .post(upload["url"].as_str().expect("url"))
+        .multipart(form.part("file", file))
+        .send()
+        .await
+        .expect("the upload POST is answered")
+}
+
 /// Runs a deployed scheduled function (aggregate or sweep) once, as its schedule would, and
 /// returns its answer.
 pub async fn run_scheduled(state: &State, f: Function) -> R<Value> {

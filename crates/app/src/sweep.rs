@@ -8,7 +8,9 @@
 //! run reads the entries older than the stale bound, reads each job, and:
 //!
 //! - a job written since the bound (a worker is on it, or backing off) is left alone;
-//! - a job older than the maximum job age ends `failed` with `expired` (ours, not billed);
+//! - a job older than the maximum job age ends `failed` with `expired` (ours, not billed); if
+//!   its inline body cannot be removed then, a message of the finished job is sent, whose
+//!   delivery does only that (retrying with the backoff), as after any finish;
 //! - any other job is marked swept (a conditional write: one sweeper acts, and never on a job a
 //!   worker touched since it was read) and its message sent again. A duplicate message is
 //!   harmless: claims are conditional, and a finished job's message is consumed without work.
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use resizer_core::job::{JobError, JobId, OPEN_JOB_SHARDS};
 
 use crate::metrics::Unit;
-use crate::{App, StoreError};
+use crate::{App, Disposition, StoreError};
 
 /// Jobs read per partition per run; the rest wait for the next run (they stay in the index).
 pub const SWEEP_BATCH: usize = 1_000;
@@ -116,7 +118,12 @@ impl App {
         if age >= self.settings.max_job_age {
             tracing::error!(job_id = %job.job_id, customer_id = %job.customer_id, status = %job.status, age_s = age.as_secs(), "a stale job is too old to process; it expires");
             let error = expired(self.settings.max_job_age);
-            self.fail(job, error, 0, Instant::now()).await?;
+            if let Disposition::Retry { .. } =
+                self.fail(job.clone(), error, 0, Instant::now()).await?
+                && let Err(e) = self.stores.queue.send(&self.message_of(&job)).await
+            {
+                tracing::warn!(job_id = %job.job_id, error = %e, "could not send the expired job's message to remove its inline body; the lifecycle rule will");
+            }
             return Ok(Swept::Expired);
         }
         self.stores.queue.send(&self.message_of(&job)).await?;

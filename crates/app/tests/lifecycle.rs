@@ -1009,6 +1009,36 @@ async fn a_stale_job_older_than_the_maximum_age_expires_unbilled_and_its_body_go
 }
 
 #[tokio::test]
+async fn a_swept_job_that_expires_and_keeps_its_body_sends_a_message_that_removes_it() {
+    let (w, clock) = world_with_clock().await;
+    let job = submit(&w).await;
+    let submitted = w.mem.queue.sent().len();
+    clock.advance(time::Duration::seconds(
+        w.app.settings.max_job_age.as_secs() as i64 + 60,
+    ));
+    w.mem.faults.fail_next(
+        "staging.delete",
+        StoreError::unavailable("s3:DeleteObject", "503 SlowDown"),
+    );
+    let report = w.app.sweep().await;
+    assert_eq!((report.expired, report.errors), (1, 0), "{report:?}");
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Failed);
+    assert_eq!(w.mem.staging.keys().len(), 1, "the delete failed");
+    // The finished job's message brings a worker back to remove the body, and only that.
+    let sent = w.mem.queue.sent()[submitted..].to_vec();
+    assert_eq!(sent.len(), 1, "a message to clean up");
+    assert_eq!(sent[0].job_id, job.job_id);
+    let d = w.app.process(delivery(&sent[0], 1), Fake::ok()).await;
+    assert_eq!(d, Disposition::Consumed);
+    assert!(
+        w.mem.staging.keys().is_empty(),
+        "the inline body is removed"
+    );
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Failed);
+    assert_eq!(w.mem.usage_log.all().len(), 1, "recorded once");
+}
+
+#[tokio::test]
 async fn a_sweep_leaves_jobs_a_worker_touched_and_survives_a_failing_partition() {
     let (w, clock) = world_with_clock().await;
     let job = submit(&w).await;

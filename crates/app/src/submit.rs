@@ -280,7 +280,7 @@ impl App {
         let head = self.stores.staging.head(&key).await.map_err(|e| {
             if e.is_not_found() {
                 AppError::Invalid(
-                    "upload_id names no uploaded image: PUT the image to the url from POST \
+                    "upload_id names no uploaded image: POST the image with the fields from POST \
                      /v1/uploads first (uploads expire after 24 hours)"
                         .into(),
                 )
@@ -377,8 +377,8 @@ impl App {
         }
     }
 
-    /// A presigned PUT URL into staging, for an image over the inline limit. With an idempotency
-    /// key, a retry gets the same upload (signed afresh).
+    /// A presigned POST upload into staging, for an image over the inline limit, bounded by
+    /// `max_upload_bytes`. With an idempotency key, a retry gets the same upload (signed afresh).
     pub async fn create_upload(
         &self,
         principal: &Principal,

@@ -124,23 +124,8 @@ impl Accounts for AccountsTables {
     }
 
     async fn set_customer_quota(&self, id: &str, quota: Option<u64>) -> Result<(), StoreError> {
-        let req = self
-            .customers
-            .client
-            .update_item()
-            .table_name(&self.customers.name)
-            .set_key(Some(key("customer_id", id)))
-            .condition_expression("attribute_exists(customer_id)");
-        let req = match quota {
-            Some(q) => req
-                .update_expression("SET monthly_job_quota = :q")
-                .expression_attribute_values(":q", num(q)),
-            None => req.update_expression("REMOVE monthly_job_quota"),
-        };
-        req.send()
+        self.set_customer_number(id, "monthly_job_quota", quota)
             .await
-            .map_err(|e| not_found_on_conflict(classify("dynamodb:UpdateItem customers", e)))?;
-        Ok(())
     }
 
     async fn set_customer_max_open_jobs(
@@ -148,18 +133,32 @@ impl Accounts for AccountsTables {
         id: &str,
         limit: Option<u64>,
     ) -> Result<(), StoreError> {
+        self.set_customer_number(id, "max_open_jobs", limit).await
+    }
+}
+
+impl AccountsTables {
+    /// Sets a number attribute of an existing customer, or removes it with `None`. `NotFound`
+    /// if there is no such customer.
+    async fn set_customer_number(
+        &self,
+        id: &str,
+        attribute: &str,
+        value: Option<u64>,
+    ) -> Result<(), StoreError> {
         let req = self
             .customers
             .client
             .update_item()
             .table_name(&self.customers.name)
             .set_key(Some(key("customer_id", id)))
-            .condition_expression("attribute_exists(customer_id)");
-        let req = match limit {
+            .condition_expression("attribute_exists(customer_id)")
+            .expression_attribute_names("#a", attribute);
+        let req = match value {
             Some(n) => req
-                .update_expression("SET max_open_jobs = :n")
+                .update_expression("SET #a = :n")
                 .expression_attribute_values(":n", num(n)),
-            None => req.update_expression("REMOVE max_open_jobs"),
+            None => req.update_expression("REMOVE #a"),
         };
         req.send()
             .await

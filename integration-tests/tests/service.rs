@@ -176,7 +176,8 @@ async fn the_same_message_delivered_twice_gives_one_result_and_one_usage_item() 
 
 #[tokio::test]
 async fn a_malformed_message_never_fails_the_rest_of_its_batch() {
-    let state = state().await;
+    // Staged: the good record below is a hand-written message, without an image.
+    let state = state_with(|_, s| s.message_image_max_bytes = 0).await;
     let (_, key) = customer(&state, None).await;
     let r = submit(&state, &key, "width=32", png(64, 64), "image/png").await;
     let id = r.job_id();
@@ -573,4 +574,96 @@ async fn the_deployed_functions_emit_embedded_metric_format_lines() {
         let text = function_log(&state, f).await.join("\n");
         assert!(!text.contains(&key[4..]), "{f:?} logged a key");
     }
+}
+
+/// A small inline image travels in its job's message (nothing staged), an uploaded one is staged
+/// in S3: through the deployed functions, the same image gives the same result and the same usage.
+#[tokio::test]
+async fn an_image_in_its_message_and_a_staged_one_give_the_same_result_and_usage() {
+    let state = state().await;
+    let (_, key) = customer(&state, None).await;
+    let image = jpeg(640, 480);
+    assert!(
+        (image.len() as u64) <= state.app.settings.message_image_max_bytes,
+        "the fixture must fit in a message ({} bytes)",
+        image.len()
+    );
+
+    // Inline, through the deployed api: it rides in the message.
+    let r = deployed(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .query("width=200&format=webp")
+            .body("image/jpeg", image.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let in_message = r.job_id();
+
+    // The same bytes uploaded: staged.
+    let up = deployed(&state, Req::new("POST", "/v1/uploads").key(&key)).await;
+    assert_eq!(up.status, 201, "{}", up.json);
+    let post = post_upload(&up.json, image.clone()).await;
+    assert!(post.status().is_success(), "{}", post.status());
+    let r = deployed(
+        &state,
+        Req::new("POST", "/v1/jobs")
+            .key(&key)
+            .json(json!({"upload_id": up.json["upload_id"], "width": 200, "format": "webp"})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let staged = r.job_id();
+
+    let jobs = wait_done(&state, &[in_message.clone(), staged.clone()]).await;
+    let (a, b) = (&jobs[0], &jobs[1]);
+    assert_eq!((a.status, b.status), (JobStatus::Done, JobStatus::Done));
+    assert!(a.carried, "the inline job's image travelled in its message");
+    assert!(!b.carried);
+    // Nothing of the carried job was ever staged under its inline key.
+    let head = state
+        .app
+        .stores
+        .staging
+        .head(&a.staging_key.to_string())
+        .await;
+    assert!(head.unwrap_err().is_not_found());
+
+    let mut bytes = Vec::new();
+    for id in [&in_message, &staged] {
+        let r = deployed(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
+        assert_eq!(r.json["status"], "done", "{}", r.json);
+        bytes.push(download(r.json["result"]["url"].as_str().unwrap()).await);
+    }
+    assert_eq!(bytes[0], bytes[1], "the same result");
+    assert_eq!(dimensions(&bytes[0]), ("webp".into(), 200, 150));
+
+    // The same usage (but the CPU time, which is measured), once each.
+    let hour = HourKey::of(a.created_at);
+    let mut usage = Vec::new();
+    for job in [a, b] {
+        let mine: Vec<_> = state
+            .app
+            .stores
+            .usage_log
+            .records_of_hour(HourKey::of(job.created_at))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.job_id == job.job_id)
+            .collect();
+        assert_eq!(mine.len(), 1, "one usage record for {}", job.job_id);
+        let u = &mine[0];
+        usage.push((
+            u.outcome,
+            u.bytes_in,
+            u.bytes_out,
+            u.pixels_in,
+            u.pixels_out,
+            u.format_in,
+            u.format_out,
+        ));
+    }
+    assert_eq!(usage[0], usage[1], "the same usage (hour {hour:?})");
 }

@@ -61,6 +61,15 @@ pub const FINISH_MARGIN: Duration = Duration::from_secs(3);
 /// The shortest time a conversion is given, however late the invocation started.
 const MIN_CONVERSION_TIME: Duration = Duration::from_secs(1);
 
+/// How long a message may name a job that does not exist yet: a job whose image travels in its
+/// message is written after the message is sent (`App::submit`), within the api's 29 s. Past it,
+/// the job's write failed or the api died before it; the caller was told so (or got no answer),
+/// and the message is dropped.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(60);
+
+/// When a message for a job not written yet comes back.
+const ORPHAN_RETRY: Duration = Duration::from_secs(5);
+
 impl App {
     /// Processes one message of the jobs queue.
     pub async fn process(&self, d: Delivery<'_>, converter: Arc<dyn Converter>) -> Disposition {
@@ -163,10 +172,29 @@ impl App {
                 return Ok(self.cleanup_staging(&job, d.receives).await);
             }
             Claim::Missing => {
+                let age_ms = (epoch_ms(self.now()) - msg.enqueued_at_ms).max(0) as u64;
+                if Duration::from_millis(age_ms) < ORPHAN_GRACE {
+                    tracing::info!(
+                        age_ms,
+                        "no such job yet (its record is written after its message is sent); retrying"
+                    );
+                    return Ok(Disposition::Retry {
+                        after: ORPHAN_RETRY,
+                    });
+                }
                 tracing::warn!("no such job (expired or never written); message consumed");
                 return Ok(Disposition::Consumed);
             }
         };
+        if let Some(why) = unusable(&job, msg) {
+            // Not this message's job to do: give the job back, unharmed, to the message that can.
+            tracing::warn!(
+                carried = job.carried,
+                "{why}; message consumed without work"
+            );
+            self.stores.jobs.release(&job.job_id, job.attempts).await?;
+            return Ok(Disposition::Consumed);
+        }
         if job.customer_id != msg.customer_id {
             tracing::error!("message names another customer than its job; job failed");
             let error = JobError::new("internal_error", "inconsistent job message");
@@ -197,38 +225,14 @@ impl App {
         started: Instant,
         queue_wait_ms: i64,
     ) -> Result<Disposition, StoreError> {
-        let key = job.staging_key.to_string();
-        let max_bytes = if job.staging_key.is_inline() {
-            self.settings.max_inline_bytes
-        } else {
-            self.settings.max_upload_bytes
+        let input = match &d.message.image {
+            // Written by our api within the inline limit (`unusable` checked it is the job's).
+            Some(image) => image.clone(),
+            None => match self.read_staged(job, started).await? {
+                Ok(bytes) => bytes,
+                Err(done) => return Ok(done),
+            },
         };
-        // The byte limit is enforced before anything is downloaded.
-        let head = match self.stores.staging.head(&key).await {
-            Ok(h) => h,
-            Err(e) if e.is_not_found() => {
-                // An upload the customer let expire is the job's fault; an inline body is ours
-                // to keep until the job ends, so losing it (the staging lifecycle rule outran a
-                // long outage) is not.
-                let error = if job.staging_key.is_inline() {
-                    crate::sweep::expired(self.settings.max_job_age)
-                } else {
-                    let m = "the staged image no longer exists (uploads expire after 24 hours)";
-                    JobError::new("not_found", m)
-                };
-                return self.fail(job.clone(), error, 0, started).await;
-            }
-            Err(e) => return Err(e),
-        };
-        if head.size > max_bytes {
-            let m = format!(
-                "the image is {} bytes, over the limit of {max_bytes} bytes",
-                head.size
-            );
-            let error = JobError::new("payload_too_large", m);
-            return self.fail(job.clone(), error, 0, started).await;
-        }
-        let input = self.stores.staging.get(&key, max_bytes).await?;
 
         let spec = job.params.clone();
         let limits = self.settings.limits;
@@ -274,6 +278,46 @@ impl App {
                 Err(StoreError::other("conversion", e.to_string()))
             }
         }
+    }
+
+    /// A staged input, within its byte limit (enforced before anything is downloaded); or the
+    /// job's end when the input is gone or too large.
+    async fn read_staged(
+        &self,
+        job: &Job,
+        started: Instant,
+    ) -> Result<Result<Vec<u8>, Disposition>, StoreError> {
+        let key = job.staging_key.to_string();
+        let max_bytes = if job.staging_key.is_inline() {
+            self.settings.max_inline_bytes
+        } else {
+            self.settings.max_upload_bytes
+        };
+        let head = match self.stores.staging.head(&key).await {
+            Ok(h) => h,
+            Err(e) if e.is_not_found() => {
+                // An upload the customer let expire is the job's fault; an inline body is ours
+                // to keep until the job ends, so losing it (the staging lifecycle rule outran a
+                // long outage) is not.
+                let error = if job.staging_key.is_inline() {
+                    crate::sweep::expired(self.settings.max_job_age)
+                } else {
+                    let m = "the staged image no longer exists (uploads expire after 24 hours)";
+                    JobError::new("not_found", m)
+                };
+                return self.fail(job.clone(), error, 0, started).await.map(Err);
+            }
+            Err(e) => return Err(e),
+        };
+        if head.size > max_bytes {
+            let m = format!(
+                "the image is {} bytes, over the limit of {max_bytes} bytes",
+                head.size
+            );
+            let error = JobError::new("payload_too_large", m);
+            return self.fail(job.clone(), error, 0, started).await.map(Err);
+        }
+        Ok(Ok(self.stores.staging.get(&key, max_bytes).await?))
     }
 
     async fn succeed(
@@ -395,6 +439,7 @@ impl App {
     /// upload can feed several jobs.
     async fn cleanup_staging(&self, job: &Job, receives: u32) -> Disposition {
         if job.staging_key.is_inline()
+            && !job.carried
             && let Err(e) = self
                 .stores
                 .staging
@@ -406,6 +451,21 @@ impl App {
             return Disposition::Retry { after };
         }
         Disposition::Consumed
+    }
+}
+
+/// Why `msg` cannot process `job`, if it cannot: a message's image must be the job's own (two
+/// requests with one idempotency key and two images each sent a message before one of them wrote
+/// the job), and a job whose image travels in its message needs that message (a sweep's has none).
+fn unusable(job: &Job, msg: &JobMessage) -> Option<&'static str> {
+    match &msg.image {
+        Some(_) if msg.request_hash != job.request_hash => {
+            Some("the message's image is not the job's (another request with its idempotency key)")
+        }
+        None if job.carried => {
+            Some("the job's image travels in its own message, and this message carries none")
+        }
+        _ => None,
     }
 }
 

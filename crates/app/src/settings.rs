@@ -164,9 +164,24 @@ pub const CUSTOMER_MAX_OPEN_JOBS: Setting = setting(
     1_000_000,
 );
 
+/// The largest inline image that travels in its job's message instead of being staged in S3 (0:
+/// every inline image is staged). The default is the break-even at list prices: up to 384,000
+/// bytes the message stays within 8 SQS request units of 64 KiB (base64 and its JSON), whose
+/// extra 7 units on send and on receive ($5.60 per million) cost less than the staging PUT, HEAD
+/// and GET they replace ($5.80); docs/capacity.md. The maximum keeps the message under SQS's
+/// 1 MiB.
+pub const MESSAGE_IMAGE_MAX_BYTES: Setting = setting(
+    "MESSAGE_IMAGE_MAX_BYTES",
+    "MessageImageMaxBytes",
+    384_000,
+    0,
+    780_000,
+);
+
 /// Every numeric setting.
 pub const SETTINGS: &[Setting] = &[
     MAX_INLINE_BYTES,
+    MESSAGE_IMAGE_MAX_BYTES,
     MAX_UPLOAD_BYTES,
     MAX_INPUT_PIXELS,
     MAX_INPUT_SIDE,
@@ -201,6 +216,8 @@ pub struct Settings {
     pub max_inline_bytes: u64,
     /// Largest image accepted through a presigned upload.
     pub max_upload_bytes: u64,
+    /// See [`MESSAGE_IMAGE_MAX_BYTES`].
+    pub message_image_max_bytes: u64,
     /// How long a warm container trusts a key record it has read: the bound on revocation.
     pub auth_cache_ttl: Duration,
     /// Lifetime of the presigned GET URL of a result.
@@ -308,6 +325,7 @@ impl Settings {
             limits,
             max_inline_bytes: MAX_INLINE_BYTES.read(get)?,
             max_upload_bytes: MAX_UPLOAD_BYTES.read(get)?,
+            message_image_max_bytes: MESSAGE_IMAGE_MAX_BYTES.read(get)?,
             auth_cache_ttl: secs(AUTH_CACHE_TTL_SECONDS)?,
             result_url_ttl: secs(RESULT_URL_TTL_SECONDS)?,
             upload_url_ttl: secs(UPLOAD_URL_TTL_SECONDS)?,

@@ -132,7 +132,8 @@ pub struct Upload {
 
 impl App {
     /// Creates a job: checks the quota, stages the image (probing its header and, when inline,
-    /// its completeness), counts the job against the quota (a conditional write that does not
+    /// its completeness; a small inline image is not staged but travels in the job's message, see
+    /// [`App::submit_carried`]), counts the job against the quota (a conditional write that does not
     /// depend on the usage aggregation), writes the job `queued` and enqueues it. When the
     /// enqueue fails, the job and its staged body are removed again and the quota given back, so
     /// that nothing lingers for a job the caller was told failed; if the job cannot be removed,
@@ -164,9 +165,12 @@ impl App {
         self.admit(principal).await?;
         self.check_open_jobs(principal).await?;
         let id = keyed.clone().unwrap_or_else(JobId::generate);
-        let mut job = match sub.input {
+        let (mut job, carried) = match sub.input {
             Input::Inline(body) => self.stage_inline(principal, id, sub.spec, body).await?,
-            Input::Upload(upload) => self.stage_upload(principal, id, sub.spec, &upload).await?,
+            Input::Upload(upload) => (
+                self.stage_upload(principal, id, sub.spec, &upload).await?,
+                None,
+            ),
         };
         let reservation = match self.reserve_quota(principal).await {
             Ok(r) => r,
@@ -176,21 +180,16 @@ impl App {
             }
         };
         job.request_hash = Some(hash.clone());
-        match self.stores.jobs.put_new(&job).await {
-            Err(StoreError::Conflict { .. }) if keyed.is_some() => {
-                // The same key, at the same time: the other request created it (and counted it).
-                self.release_quota(principal, reservation).await;
-                let earlier = self.stores.jobs.get(&job.job_id).await?;
-                return replay(
-                    earlier.ok_or(StoreError::Conflict { op: "jobs.put_new" })?,
-                    &hash,
-                );
-            }
-            Err(e) => {
-                self.release_quota(principal, reservation).await;
-                return Err(e.into());
-            }
-            Ok(()) => {}
+        if let Some(image) = carried {
+            return self
+                .submit_carried(principal, job, image, reservation, keyed.is_some(), &hash)
+                .await;
+        }
+        if let Err(e) = self.stores.jobs.put_new(&job).await {
+            self.release_quota(principal, reservation).await;
+            return self
+                .created_meanwhile(&job, e, keyed.is_some(), &hash)
+                .await;
         }
         let msg = self.message_of(&job);
         if let Err(e) = self.stores.queue.send(&msg).await {
@@ -222,9 +221,65 @@ impl App {
         })
     }
 
+    /// A job whose image travels in its message: the message is sent first and the job written
+    /// after, so that a job record always has a message able to process it (the sweeper could
+    /// not send the image again). A message whose record never comes (its write failed, or the
+    /// api died before it) is dropped by the resize function after [`crate::ORPHAN_GRACE`]; one
+    /// whose image is not the job's (two requests with one idempotency key and two images) is
+    /// dropped at once.
+    async fn submit_carried(
+        &self,
+        principal: &Principal,
+        job: Job,
+        image: Vec<u8>,
+        reservation: Option<crate::quota::Reservation>,
+        keyed: bool,
+        hash: &str,
+    ) -> Result<Submitted, AppError> {
+        let msg = JobMessage {
+            image: Some(image),
+            request_hash: Some(hash.to_owned()),
+            ..self.message_of(&job)
+        };
+        if let Err(e) = self.stores.queue.send(&msg).await {
+            self.release_quota(principal, reservation).await;
+            return Err(e.into());
+        }
+        if let Err(e) = self.stores.jobs.put_new(&job).await {
+            self.release_quota(principal, reservation).await;
+            return self.created_meanwhile(&job, e, keyed, hash).await;
+        }
+        Ok(Submitted {
+            job,
+            replayed: false,
+        })
+    }
+
+    /// The answer when writing a new job failed with `e`: with an idempotency key, a conflict is
+    /// the same key at the same time, and the other request created the job (and counted it).
+    async fn created_meanwhile(
+        &self,
+        job: &Job,
+        e: StoreError,
+        keyed: bool,
+        hash: &str,
+    ) -> Result<Submitted, AppError> {
+        match e {
+            StoreError::Conflict { .. } if keyed => {
+                let earlier = self.stores.jobs.get(&job.job_id).await?;
+                replay(
+                    earlier.ok_or(StoreError::Conflict { op: "jobs.put_new" })?,
+                    hash,
+                )
+            }
+            e => Err(e.into()),
+        }
+    }
+
     /// Removes the inline body of a job refused by its quota (uploads stay for reuse).
     async fn discard_staged(&self, job: &Job) {
         if job.staging_key.is_inline()
+            && !job.carried
             && let Err(d) = self
                 .stores
                 .staging
@@ -241,7 +296,7 @@ impl App {
         id: JobId,
         spec: TransformSpec,
         body: Vec<u8>,
-    ) -> Result<Job, AppError> {
+    ) -> Result<(Job, Option<Vec<u8>>), AppError> {
         let info = image::probe(&body, &self.settings.limits)?;
         self.settings.limits.check_output_of(&info, &spec)?;
         if let Some(why) = truncation(info.format, &body) {
@@ -251,7 +306,7 @@ impl App {
             )));
         }
         let input = input_meta(info, body.len() as u64);
-        let job = Job::new_with_id(
+        let mut job = Job::new_with_id(
             id,
             principal.customer_id.clone(),
             spec,
@@ -259,11 +314,15 @@ impl App {
             Source::Inline,
             self.now(),
         );
+        if body.len() as u64 <= self.settings.message_image_max_bytes {
+            job.carried = true;
+            return Ok((job, Some(body)));
+        }
         self.stores
             .staging
             .put(&job.staging_key.to_string(), body, info.format.mime())
             .await?;
-        Ok(job)
+        Ok((job, None))
     }
 
     async fn stage_upload(
@@ -433,6 +492,8 @@ impl App {
             customer_id: job.customer_id.clone(),
             enqueued_at_ms: epoch_ms(self.now()),
             redrives: 0,
+            image: None,
+            request_hash: None,
         }
     }
 }

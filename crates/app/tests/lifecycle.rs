@@ -92,6 +92,8 @@ fn message(job: &Job) -> JobMessage {
         customer_id: job.customer_id.clone(),
         enqueued_at_ms: 0,
         redrives: 0,
+        image: None,
+        request_hash: None,
     }
 }
 
@@ -911,9 +913,18 @@ async fn a_refusal_a_deploy_may_fix_waits_the_longest_backoff_at_once() {
 
 /// A world (at 2026-11-30 10:00 UTC) and its clock, for the tests that move it.
 async fn world_with_clock() -> (World, Clock) {
+    // Every inline image staged: the S3 path (the message path has its own tests, at the end).
+    world_with(Settings {
+        message_image_max_bytes: 0,
+        ..Settings::default()
+    })
+    .await
+}
+
+async fn world_with(settings: Settings) -> (World, Clock) {
     let clock = Clock::fixed(datetime!(2026-11-30 10:00 UTC));
     let mem = Memory::new();
-    let app = mem.app(Settings::default()).with_clock(clock.clone());
+    let app = mem.app(settings).with_clock(clock.clone());
     let (_, key) = mem.customer(&app, None).await;
     let principal = app.authenticate(Some(&key.expose())).await.unwrap();
     (
@@ -1083,6 +1094,7 @@ async fn a_customer_over_its_rate_is_refused_until_its_window_ends_and_others_ar
     let mem = Memory::new();
     let settings = Settings {
         customer_jobs_per_second: 1,
+        message_image_max_bytes: 0,
         ..Settings::default()
     };
     let app = mem.app(settings).with_clock(clock.clone());
@@ -1157,6 +1169,7 @@ async fn a_customer_with_its_limit_of_open_jobs_is_refused_until_one_finishes_an
     let mem = Memory::new();
     let settings = Settings {
         customer_max_open_jobs: 3,
+        message_image_max_bytes: 0,
         ..Settings::default()
     };
     let app = mem.app(settings);
@@ -1283,4 +1296,250 @@ async fn an_upload_whose_header_lies_beyond_the_first_probe_is_accepted() {
     let sub = Submission::upload(spec(), up.upload_id.to_string());
     let job = w.app.submit(&w.principal, sub).await.unwrap().job;
     assert_eq!((job.input.width, job.input.height), (8, 6));
+}
+
+// ---- a small inline image travels in its job's message ----------------------------------------------
+
+/// A world whose small inline images travel in their messages (the default settings).
+async fn carried_world() -> (World, Clock) {
+    world_with(Settings::default()).await
+}
+
+/// The usage record without what differs between two runs of one job (ids, times).
+fn usage_shape(w: &World) -> Vec<(Outcome, u64, u64, u64, u64, u64)> {
+    w.mem
+        .usage_log
+        .all()
+        .into_iter()
+        .map(|u| {
+            (
+                u.outcome,
+                u.bytes_in,
+                u.bytes_out,
+                u.pixels_in,
+                u.pixels_out,
+                u.cpu_ms,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_small_inline_image_travels_in_its_message_and_ends_as_a_staged_one_does() {
+    let (carried, _) = carried_world().await;
+    let staged = world().await;
+    let mut results = Vec::new();
+    for w in [&carried, &staged] {
+        let job = submit(w).await;
+        let msg = w.mem.queue.sent().pop().unwrap();
+        let d = w.app.process(delivery(&msg, 1), Fake::ok()).await;
+        assert_eq!(d, Disposition::Consumed);
+        let done = stored(w, &job).await;
+        assert_eq!(done.status, JobStatus::Done);
+        let r = done.result.unwrap();
+        results.push((
+            (r.format, r.width, r.height, r.bytes),
+            done.input,
+            usage_shape(w),
+        ));
+    }
+    assert_eq!(results[0], results[1], "the same result and the same usage");
+
+    // The carried job touched no staging at all; its message held the image.
+    let msg = carried.mem.queue.sent().pop().unwrap();
+    assert_eq!(msg.image, Some(png()));
+    assert!(msg.request_hash.is_some());
+    assert!(carried.mem.jobs.all()[0].carried);
+    for op in [
+        "staging.put",
+        "staging.head",
+        "staging.get",
+        "staging.delete",
+    ] {
+        assert_eq!(carried.mem.faults.calls(op), 0, "{op}");
+    }
+    assert_eq!(staged.mem.faults.calls("staging.put"), 1);
+    assert_eq!(staged.mem.queue.sent()[0].image, None);
+
+    // A redelivery of the finished job's message is consumed without work.
+    let d = carried.app.process(delivery(&msg, 2), Fake::ok()).await;
+    assert_eq!(d, Disposition::Consumed);
+    assert_eq!(carried.mem.usage_log.all().len(), 1, "recorded once");
+}
+
+#[tokio::test]
+async fn an_image_over_the_message_limit_is_staged() {
+    let (w, _) = world_with(Settings {
+        message_image_max_bytes: png().len() as u64 - 1,
+        ..Settings::default()
+    })
+    .await;
+    let job = submit(&w).await;
+    assert!(!job.carried);
+    assert_eq!(w.mem.queue.sent()[0].image, None);
+    assert_eq!(
+        w.mem.staging.object(&job.staging_key.to_string()),
+        Some(png())
+    );
+}
+
+#[tokio::test]
+async fn a_carried_job_is_written_after_its_message_and_a_message_without_a_job_waits_then_goes() {
+    let (w, clock) = carried_world().await;
+    // The job's write fails after its message was sent: the caller gets an error, and no job.
+    w.mem.faults.fail_next(
+        "jobs.put_new",
+        StoreError::unavailable("dynamodb:PutItem", "throttled"),
+    );
+    let err = w
+        .app
+        .submit(
+            &w.principal,
+            Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppError::Store(ref e) if e.is_retryable()),
+        "{err}"
+    );
+    assert!(w.mem.jobs.all().is_empty());
+    assert!(w.mem.staging.keys().is_empty());
+    let orphan = w.mem.queue.sent().pop().unwrap();
+
+    // Its message may be delivered before the job is written: it comes back a little later...
+    let fake = Fake::ok();
+    let d = w.app.process(delivery(&orphan, 1), fake.clone()).await;
+    assert!(is_retry(d), "{d:?}");
+    // ... and once the api cannot be writing it any more, it is dropped.
+    clock.advance(time::Duration::seconds(
+        resizer_app::ORPHAN_GRACE.as_secs() as i64 + 1,
+    ));
+    let d = w.app.process(delivery(&orphan, 5), fake.clone()).await;
+    assert_eq!(d, Disposition::Consumed);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+    assert!(w.mem.usage_log.all().is_empty(), "nothing billed");
+}
+
+#[tokio::test]
+async fn a_message_that_arrives_before_its_job_is_written_processes_it_on_its_return() {
+    let (w, clock) = carried_world().await;
+    let job = submit(&w).await;
+    let msg = w.mem.queue.sent().pop().unwrap();
+    // Delivered before the write (a store without the job yet): it comes back shortly.
+    let early = Memory::new().app(Settings::default()).with_clock(clock);
+    assert_eq!(
+        early.process(delivery(&msg, 1), Fake::ok()).await,
+        Disposition::Retry {
+            after: Duration::from_secs(5)
+        }
+    );
+    // On its return the job is there.
+    let d = w.app.process(delivery(&msg, 2), Fake::ok()).await;
+    assert_eq!(d, Disposition::Consumed);
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
+}
+
+#[tokio::test]
+async fn a_failed_send_of_a_carried_job_writes_nothing() {
+    let (w, _) = carried_world().await;
+    w.mem.faults.fail_next(
+        "queue.send",
+        StoreError::unavailable("sqs:SendMessage", "throttled"),
+    );
+    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
+    let err = w.app.submit(&w.principal, sub).await.unwrap_err();
+    assert!(
+        matches!(err, AppError::Store(ref e) if e.is_retryable()),
+        "{err}"
+    );
+    assert!(w.mem.jobs.all().is_empty(), "no job without its message");
+    assert_eq!(w.mem.faults.calls("jobs.put_new"), 0);
+    assert_eq!(w.mem.faults.calls("jobs.delete_queued"), 0);
+    assert_eq!(w.mem.faults.calls("staging.put"), 0);
+}
+
+#[tokio::test]
+async fn a_message_without_the_image_leaves_a_carried_job_to_its_own_message() {
+    let (w, _) = carried_world().await;
+    let job = submit(&w).await;
+    let own = w.mem.queue.sent().pop().unwrap();
+    // A sweep's message carries no image: the job is given back unharmed, not failed.
+    let fake = Fake::ok();
+    let d = w
+        .app
+        .process(delivery(&message(&job), 1), fake.clone())
+        .await;
+    assert_eq!(d, Disposition::Consumed);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+    let after = stored(&w, &job).await;
+    assert!(!after.status.is_terminal(), "{:?}", after.status);
+    assert_eq!(
+        w.mem.faults.calls("staging.head"),
+        0,
+        "nothing looked for in S3"
+    );
+    // Its own message then does the work, and no crash is counted.
+    let d = w.app.process(delivery(&own, 1), fake.clone()).await;
+    assert_eq!(d, Disposition::Consumed);
+    let done = stored(&w, &job).await;
+    assert_eq!(done.status, JobStatus::Done);
+    assert_eq!(done.crashes, 0);
+    assert_eq!(w.mem.usage_log.all().len(), 1);
+}
+
+#[tokio::test]
+async fn a_message_with_another_request_s_image_does_not_process_the_job() {
+    // Two requests with one idempotency key and two images each send their message before one of
+    // them writes the job: only the writer's message may process it.
+    let (w, _) = carried_world().await;
+    let job = w
+        .app
+        .submit(&w.principal, keyed(&png(), 4, "k"))
+        .await
+        .unwrap()
+        .job;
+    let own = w.mem.queue.sent().pop().unwrap();
+    let loser = JobMessage {
+        image: Some(other_body_of()),
+        request_hash: Some(keyed(&other_body_of(), 4, "k").request_hash()),
+        ..own.clone()
+    };
+    let fake = Fake::ok();
+    assert_eq!(
+        w.app.process(delivery(&loser, 1), fake.clone()).await,
+        Disposition::Consumed
+    );
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "not converted");
+    assert!(!stored(&w, &job).await.status.is_terminal());
+    assert_eq!(
+        w.app.process(delivery(&own, 1), fake.clone()).await,
+        Disposition::Consumed
+    );
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
+}
+
+/// Another valid image than [`png`].
+fn other_body_of() -> Vec<u8> {
+    let mut b = png();
+    b[20] = 9;
+    b
+}
+
+#[tokio::test]
+async fn a_dead_lettered_carried_job_goes_back_with_its_image() {
+    let (w, _) = carried_world().await;
+    let job = submit(&w).await;
+    let msg = w.mem.queue.sent().pop().unwrap();
+    assert_eq!(
+        w.app.finish_dead_letter(delivery(&msg, 1)).await,
+        Disposition::Consumed
+    );
+    let again = w.mem.queue.sent().pop().unwrap();
+    assert_eq!(again.redrives, 1);
+    assert_eq!(again.image, Some(png()));
+    assert_eq!(again.request_hash, msg.request_hash);
+    let d = w.app.process(delivery(&again, 1), Fake::ok()).await;
+    assert_eq!(d, Disposition::Consumed);
+    assert_eq!(stored(&w, &job).await.status, JobStatus::Done);
 }

@@ -515,6 +515,8 @@ async fn a_quota_holds_exactly_under_concurrent_submissions_without_the_aggregat
     let app = mem.app(Settings {
         // The warm-container cache trusts an old count: the counter still holds.
         auth_cache_ttl: Duration::from_secs(3600),
+        // Staged, so that what a refusal leaves in staging is seen.
+        message_image_max_bytes: 0,
         ..Settings::default()
     });
     let (_, key) = mem.customer(&app, Some(5)).await;

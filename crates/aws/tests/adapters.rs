@@ -135,6 +135,8 @@ async fn sqs_throttling_is_retryable() {
         job_id: JobId::generate(),
         customer_id: "cus_test".into(),
         redrives: 0,
+        image: None,
+        request_hash: None,
         enqueued_at_ms: 0,
     };
     let throttled = mock!(aws_sdk_sqs::Client::send_message)

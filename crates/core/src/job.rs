@@ -234,6 +234,11 @@ pub struct Job {
     /// down or throttling), so that the next claim does not count a crash.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub released: bool,
+    /// Whether the input travels in the job's message ([`JobMessage::image`]) rather than in
+    /// staging: nothing to read from S3, nothing to remove there. Such a job is written only after
+    /// its message was sent, so a job record always has a message that can process it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub carried: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -293,6 +298,7 @@ impl Job {
             crashes: 0,
             request_hash: None,
             released: false,
+            carried: false,
             created_at: now,
             updated_at: now,
         }
@@ -348,8 +354,11 @@ impl JobError {
     }
 }
 
-/// The message on the jobs queue. Small on purpose: the job record holds everything else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The message on the jobs queue. The job record holds everything else, except, for a small
+/// inline image, the image itself: it travels in the message (base64 in the JSON body) instead of
+/// being staged in S3, which saves a PUT, a HEAD, a GET and a DELETE per job and two S3 round
+/// trips on the latency path (docs/capacity.md: the break-even size).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMessage {
     pub job_id: JobId,
     pub customer_id: String,
@@ -358,7 +367,66 @@ pub struct JobMessage {
     /// How many times the dead-letter path has sent the job back to the jobs queue.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redrives: u32,
+    /// The image of a job whose input travels in its message ([`Job::carried`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_bytes"
+    )]
+    pub image: Option<Vec<u8>>,
+    /// With an image: the request hash of the submission it came from, which the job it names
+    /// must hold (two requests with one idempotency key and two images each send a message before
+    /// one of them writes the job; only that one's message may process it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
 }
+
+/// Never the image's bytes in a log: only their length.
+impl std::fmt::Debug for JobMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobMessage")
+            .field("job_id", &self.job_id)
+            .field("customer_id", &self.customer_id)
+            .field("enqueued_at_ms", &self.enqueued_at_ms)
+            .field("redrives", &self.redrives)
+            .field("image_bytes", &self.image.as_ref().map(Vec::len))
+            .field("request_hash", &self.request_hash)
+            .finish()
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_str(&STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(t) => STANDARD
+                .decode(t.as_bytes())
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A message's encoded size for an image of `n` bytes: base64 plus the JSON around it (ids,
+/// timestamps), rounded up. SQS bills each 64 KiB of a message as one request, on send and on
+/// receive.
+pub const fn message_bytes_for_image(n: u64) -> u64 {
+    n.div_ceil(3) * 4 + MESSAGE_OVERHEAD_BYTES
+}
+
+/// The JSON around a message's image, at most (two ids, a timestamp, the field names).
+pub const MESSAGE_OVERHEAD_BYTES: u64 = 400;
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -501,6 +569,38 @@ impl fmt::Display for UploadId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_carries_its_image_as_base64_and_never_logs_it() {
+        let msg = JobMessage {
+            job_id: JobId::generate(),
+            customer_id: "cus_1".into(),
+            enqueued_at_ms: 1,
+            redrives: 0,
+            image: Some(vec![0xff, 0xd8, 0xff, 0x00, 0x01]),
+            request_hash: Some("ab".into()),
+        };
+        let body = serde_json::to_string(&msg).unwrap();
+        assert!(body.contains(r#""image":"/9j/AAE=""#), "{body}");
+        assert_eq!(serde_json::from_str::<JobMessage>(&body).unwrap(), msg);
+        assert!(format!("{msg:?}").contains("image_bytes: Some(5)"));
+        assert!(!format!("{msg:?}").contains("255"));
+        // Without an image, the message is what it always was (older messages still parse).
+        let plain = JobMessage {
+            image: None,
+            request_hash: None,
+            ..msg
+        };
+        let body = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !body.contains("image") && !body.contains("request_hash"),
+            "{body}"
+        );
+        assert_eq!(serde_json::from_str::<JobMessage>(&body).unwrap(), plain);
+        // The default limit's message fits 8 SQS units of 64 KiB (the break-even).
+        assert!(message_bytes_for_image(384_000) <= 8 * 65_536);
+        assert!(message_bytes_for_image(400_000) > 8 * 65_536);
+    }
 
     #[test]
     fn job_ids_round_trip_and_reject_noise() {

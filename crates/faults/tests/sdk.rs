@@ -173,6 +173,8 @@ fn message() -> JobMessage {
         job_id: JobId::generate(),
         customer_id: "cus_test".into(),
         redrives: 0,
+        image: None,
+        request_hash: None,
         enqueued_at_ms: 0,
     }
 }

@@ -667,3 +667,57 @@ async fn an_image_in_its_message_and_a_staged_one_give_the_same_result_and_usage
     }
     assert_eq!(usage[0], usage[1], "the same usage (hour {hour:?})");
 }
+
+/// Measurement, not a check of speed (`cargo test --workspace --test service -- --ignored
+/// --nocapture message_and_staged_paths_side_by_side` under `localstack/with-local-aws.sh`): the
+/// same inline image through the deployed resize function, alternately in its message and
+/// staged, one job at a time; prints the api's answer time and submit→done of each path.
+#[tokio::test]
+#[ignore = "a measurement for docs/capacity.md; prints, asserts only that every job is done"]
+async fn message_and_staged_paths_side_by_side() {
+    let carried = state().await;
+    let staged = state_with(|_, s| s.message_image_max_bytes = 0).await;
+    let (_, key) = customer(&carried, None).await;
+    let n: usize = std::env::var("PATHS_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    for (w, h) in [(640, 480), (1600, 1200)] {
+        let image = jpeg(w, h);
+        let mut answer: [Vec<f64>; 2] = Default::default();
+        let mut done: [Vec<f64>; 2] = Default::default();
+        for i in 0..2 * n {
+            let which = i % 2;
+            let state = if which == 0 { &carried } else { &staged };
+            let t = std::time::Instant::now();
+            let r = submit(
+                state,
+                &key,
+                "width=320&format=webp",
+                image.clone(),
+                "image/jpeg",
+            )
+            .await;
+            answer[which].push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(r.status, 202, "{}", r.json);
+            let job = wait_done(state, &[r.job_id()]).await.remove(0);
+            assert_eq!(job.status, JobStatus::Done);
+            assert_eq!(job.carried, which == 0);
+            done[which].push((job.updated_at - job.created_at).as_seconds_f64() * 1000.0);
+        }
+        for (which, name) in [(0, "in the message"), (1, "staged")] {
+            let p = |v: &mut Vec<f64>, q: f64| {
+                v.sort_by(f64::total_cmp);
+                v[((v.len() - 1) as f64 * q).round() as usize]
+            };
+            println!(
+                "{w}x{h} JPEG ({} bytes), {name}: api answer p50 {:.0} ms p90 {:.0} ms; submit→done p50 {:.0} ms p90 {:.0} ms (n={n})",
+                image.len(),
+                p(&mut answer[which], 0.5),
+                p(&mut answer[which], 0.9),
+                p(&mut done[which], 0.5),
+                p(&mut done[which], 0.9),
+            );
+        }
+    }
+}

@@ -371,8 +371,12 @@ async fn a_customer_over_quota_gets_429() {
 
 #[tokio::test]
 async fn internal_errors_are_500_without_details() {
-    let state =
-        state_with(|r, _| r.staging_bucket = "resizer-no-such-bucket-for-tests".into()).await;
+    // Staged (the image would otherwise ride in its message and never reach the bucket).
+    let state = state_with(|r, s| {
+        r.staging_bucket = "resizer-no-such-bucket-for-tests".into();
+        s.message_image_max_bytes = 0;
+    })
+    .await;
     let (_, key) = customer(&state, None).await;
     let r = call(
         &state,

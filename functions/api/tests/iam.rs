@@ -19,7 +19,12 @@ use tower::ServiceExt as _;
 #[tokio::test]
 async fn the_api_calls_exactly_what_its_policy_is_derived_from() {
     let mem = Memory::new();
-    let app = mem.app(Settings::default());
+    // Every inline image staged: the S3 path's calls. (An image riding in its message calls a
+    // subset of them: no staging.)
+    let app = mem.app(Settings {
+        message_image_max_bytes: 0,
+        ..Settings::default()
+    });
     // A customer with a quota: authentication reads its quota counter, and each job counts against
     // it (given back when the enqueue fails).
     let (customer, key) = mem.customer(&app, Some(1000)).await;

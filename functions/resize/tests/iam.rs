@@ -74,7 +74,12 @@ async fn run(state: &Resize, msg: &JobMessage, from: &str) -> usize {
 #[tokio::test]
 async fn resize_calls_exactly_what_its_policy_is_derived_from() {
     let mem = Memory::new();
-    let app = mem.app(Settings::default());
+    // Every inline image staged: the S3 path's calls. (An image riding in its message calls a
+    // subset of them: no staging.)
+    let app = mem.app(Settings {
+        message_image_max_bytes: 0,
+        ..Settings::default()
+    });
     let principal = Principal {
         customer_id: "cus_iam".into(),
         key_id: "k".into(),

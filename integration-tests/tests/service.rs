@@ -23,6 +23,17 @@ async fn submit(state: &State, key: &str, query: &str, body: Vec<u8>, ct: &str) 
     .await
 }
 
+/// The job's inline key names no object in staging.
+async fn assert_not_staged(state: &State, job: &resizer_core::job::Job) {
+    let head = state
+        .app
+        .stores
+        .staging
+        .head(&job.staging_key.to_string())
+        .await;
+    assert!(head.unwrap_err().is_not_found(), "{}", job.staging_key);
+}
+
 #[tokio::test]
 async fn jpeg_job_finishes_done_and_its_url_downloads_the_expected_dimensions() {
     let state = state().await;
@@ -66,13 +77,7 @@ async fn jpeg_job_finishes_done_and_its_url_downloads_the_expected_dimensions() 
         .await
         .unwrap()
         .unwrap();
-    let staged = state
-        .app
-        .stores
-        .staging
-        .head(&job.staging_key.to_string())
-        .await;
-    assert!(staged.unwrap_err().is_not_found());
+    assert_not_staged(&state, &job).await;
     // Each read signs a fresh URL.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let again = deployed(&state, Req::new("GET", &format!("/v1/jobs/{id}")).key(&key)).await;
@@ -621,14 +626,8 @@ async fn an_image_in_its_message_and_a_staged_one_give_the_same_result_and_usage
     assert_eq!((a.status, b.status), (JobStatus::Done, JobStatus::Done));
     assert!(a.carried, "the inline job's image travelled in its message");
     assert!(!b.carried);
-    // Nothing of the carried job was ever staged under its inline key.
-    let head = state
-        .app
-        .stores
-        .staging
-        .head(&a.staging_key.to_string())
-        .await;
-    assert!(head.unwrap_err().is_not_found());
+    // Nothing of the carried job is staged under its inline key.
+    assert_not_staged(&state, a).await;
 
     let mut bytes = Vec::new();
     for id in [&in_message, &staged] {

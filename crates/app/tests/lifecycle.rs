@@ -81,9 +81,22 @@ fn spec() -> TransformSpec {
     TransformSpec::with_width(4).unwrap()
 }
 
+/// The PNG, inline, as the api submits it.
+fn inline_png(w: &World) -> Submission {
+    Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap()
+}
+
 async fn submit(w: &World) -> Job {
-    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
-    w.app.submit(&w.principal, sub).await.unwrap().job
+    w.app.submit(&w.principal, inline_png(w)).await.unwrap().job
+}
+
+/// Submits the PNG inline and expects the error a retry can cure (a dependency down).
+async fn submit_fails_retryably(w: &World) {
+    let err = w.app.submit(&w.principal, inline_png(w)).await.unwrap_err();
+    assert!(
+        matches!(err, AppError::Store(ref e) if e.is_retryable()),
+        "{err}"
+    );
 }
 
 fn message(job: &Job) -> JobMessage {
@@ -142,12 +155,7 @@ async fn a_failed_enqueue_removes_the_job_and_its_staged_body() {
         "queue.send",
         StoreError::unavailable("sqs:SendMessage", "throttled"),
     );
-    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
-    let err = w.app.submit(&w.principal, sub).await.unwrap_err();
-    assert!(
-        matches!(err, AppError::Store(ref e) if e.is_retryable()),
-        "{err}"
-    );
+    submit_fails_retryably(&w).await;
     assert!(w.mem.jobs.all().is_empty(), "no job lingers as queued");
     assert!(w.mem.staging.keys().is_empty(), "no staged body lingers");
     assert_eq!(w.mem.faults.calls("jobs.delete_queued"), 1);
@@ -246,7 +254,7 @@ async fn a_job_that_could_not_be_enqueued_nor_removed_is_answered_as_created() {
         "jobs.delete_queued",
         StoreError::unavailable("dynamodb:DeleteItem", "throttled"),
     );
-    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
+    let sub = inline_png(&w);
     let created = w.app.submit(&w.principal, sub).await.unwrap();
     assert_eq!(stored(&w, &created.job).await.status, JobStatus::Queued);
     assert!(w.mem.queue.sent().is_empty());
@@ -769,7 +777,7 @@ async fn a_customer_over_quota_cannot_submit_or_upload() {
         month_jobs: 10,
         ..w.principal.clone()
     };
-    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
+    let sub = inline_png(&w);
     let a = w.app.submit(&p, sub).await.unwrap_err();
     let b = w.app.create_upload(&p, None).await.unwrap_err();
     assert_eq!(a, b, "one answer for both");
@@ -950,7 +958,7 @@ async fn a_job_whose_message_was_never_sent_is_swept_onto_the_queue_and_done() {
         "jobs.delete_queued",
         StoreError::unavailable("dynamodb:DeleteItem", "throttled"),
     );
-    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
+    let sub = inline_png(&w);
     let job = w.app.submit(&w.principal, sub).await.unwrap().job;
     assert!(w.mem.queue.sent().is_empty());
 
@@ -1391,18 +1399,7 @@ async fn a_carried_job_is_written_after_its_message_and_a_message_without_a_job_
         "jobs.put_new",
         StoreError::unavailable("dynamodb:PutItem", "throttled"),
     );
-    let err = w
-        .app
-        .submit(
-            &w.principal,
-            Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap(),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, AppError::Store(ref e) if e.is_retryable()),
-        "{err}"
-    );
+    submit_fails_retryably(&w).await;
     assert!(w.mem.jobs.all().is_empty());
     assert!(w.mem.staging.keys().is_empty());
     let orphan = w.mem.queue.sent().pop().unwrap();
@@ -1447,12 +1444,7 @@ async fn a_failed_send_of_a_carried_job_writes_nothing() {
         "queue.send",
         StoreError::unavailable("sqs:SendMessage", "throttled"),
     );
-    let sub = Submission::inline(spec(), Some("image/png"), &png(), &w.app.settings).unwrap();
-    let err = w.app.submit(&w.principal, sub).await.unwrap_err();
-    assert!(
-        matches!(err, AppError::Store(ref e) if e.is_retryable()),
-        "{err}"
-    );
+    submit_fails_retryably(&w).await;
     assert!(w.mem.jobs.all().is_empty(), "no job without its message");
     assert_eq!(w.mem.faults.calls("jobs.put_new"), 0);
     assert_eq!(w.mem.faults.calls("jobs.delete_queued"), 0);

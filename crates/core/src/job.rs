@@ -418,16 +418,6 @@ mod base64_bytes {
     }
 }
 
-/// A message's encoded size for an image of `n` bytes: base64 plus the JSON around it (ids,
-/// timestamps), rounded up. SQS bills each 64 KiB of a message as one request, on send and on
-/// receive.
-pub const fn message_bytes_for_image(n: u64) -> u64 {
-    n.div_ceil(3) * 4 + MESSAGE_OVERHEAD_BYTES
-}
-
-/// The JSON around a message's image, at most (two ids, a timestamp, the field names).
-pub const MESSAGE_OVERHEAD_BYTES: u64 = 400;
-
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -597,9 +587,20 @@ mod tests {
             "{body}"
         );
         assert_eq!(serde_json::from_str::<JobMessage>(&body).unwrap(), plain);
-        // The default limit's message fits 8 SQS units of 64 KiB (the break-even).
-        assert!(message_bytes_for_image(384_000) <= 8 * 65_536);
-        assert!(message_bytes_for_image(400_000) > 8 * 65_536);
+        // The default limit's message fits 8 SQS units of 64 KiB (the break-even): base64 of
+        // the image and at most 400 bytes of JSON around it (ids, a timestamp, the hash, names).
+        let units = |n: usize| {
+            let m = JobMessage {
+                image: Some(vec![0xff; n]),
+                request_hash: Some("f".repeat(64)),
+                ..plain.clone()
+            };
+            let len = serde_json::to_string(&m).unwrap().len();
+            assert!(len <= n.div_ceil(3) * 4 + 400, "{len}");
+            len.div_ceil(65_536)
+        };
+        assert_eq!(units(384_000), 8);
+        assert_eq!(units(400_000), 9);
     }
 
     #[test]

@@ -139,8 +139,14 @@ deny-advisories: deny ## cargo-deny's RustSec advisories check (fetches the advi
 .PHONY: package
 package: ## Build the four functions' deployment artifacts with sam build + cargo-lambda (ARCH=x86_64|arm64)
 	@tools/install.sh
+	@if [[ "$(ARCH)" == arm64 ]]; then tools/install.sh arm64; fi
 	$(TOOLS_ENV) $(TOOLS_BIN)/sam build --beta-features --template template.yaml \
 		--parameter-overrides Architecture=$(ARCH)
+
+.PHONY: smoke-arm64
+smoke-arm64: setup build ## Package for arm64 (make package ARCH=arm64) and convert images through those functions under qemu-user, in a local AWS of its own (not in CI)
+	@$(MAKE) package ARCH=arm64
+	@scripts/smoke-arm64.sh
 
 # --- cleanup -------------------------------------------------------------------------------------
 

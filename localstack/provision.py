@@ -4,8 +4,9 @@ CloudFormation stack, and export its outputs.
 Run by localstack/provision.sh with the LocalStack venv's Python (boto3 and the AWS CLI's YAML loader).
 
 Each AWS::Serverless::Function names its binary (Metadata.BuildProperties.Binary, as `sam build`
-uses it); that binary, built for the host (`--bin-dir`), is zipped as `bootstrap` (deterministic:
-fixed timestamp and mode) under a content-addressed key in a local artifacts bucket, and the
+uses it); that binary, built for the host (`--bin-dir`; or `sam build`'s artifact of the function,
+`--sam-build-dir`, as `make smoke-arm64` deploys), is zipped as `bootstrap` (deterministic: fixed
+timestamp and mode) under a content-addressed key in a local artifacts bucket, and the
 function's CodeUri points there. The project's process executor runs it (localstack/process-executor).
 The result (generated under .local/, never committed) is deployed with CloudFormation, which expands
 the SAM transform. Every resource comes from template.yaml itself.
@@ -325,6 +326,11 @@ def main() -> None:
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--parameter", action="append", default=[], help="Key=Value (repeatable)")
     parser.add_argument("--bin-dir", required=True, type=Path, help="where the functions' binaries are built")
+    parser.add_argument(
+        "--sam-build-dir",
+        type=Path,
+        help="deploy `sam build`'s artifacts instead (<dir>/<logical id>/bootstrap, e.g. .aws-sam/build)",
+    )
     args = parser.parse_args()
 
     parameters = dict(p.split("=", 1) for p in args.parameter)
@@ -337,9 +343,12 @@ def main() -> None:
     deployer.ensure_bucket()
     code: dict[str, dict] = {}
     for name, binary in sorted(functions_of(yaml_parse(args.template.read_text())).items()):
-        path = args.bin_dir / binary
+        path = args.sam_build_dir / name / "bootstrap" if args.sam_build_dir else args.bin_dir / binary
         if not path.is_file():
-            fail(f"{path} not found: build the functions first (cargo test --workspace --no-run)")
+            fail(
+                f"{path} not found: build the functions first"
+                + (" (make package)" if args.sam_build_dir else " (cargo test --workspace --no-run)")
+            )
         key = f"code/{binary}/{file_digest(path)[:20]}.zip"
         if not deployer.exists(key):
             say(f"uploading {binary} ({path.stat().st_size >> 20} MiB) as {key}")

@@ -12,6 +12,8 @@
 # env: RESIZER_REGION   the region to deploy to (default us-east-1); another region's stack is
 #                       separate and writes its files under .local/regions/<region>/
 #      RESIZER_BIN_DIR  where the functions' binaries are (default: cargo's target/debug)
+#      RESIZER_SAM_BUILD_DIR  deploy `sam build`'s artifacts from this directory instead
+#                       (<dir>/<logical id>/bootstrap; `make smoke-arm64` uses .aws-sam/build)
 #      RESIZER_PROVISION_PARAMETERS  more template parameters, "Key=Value Key2=Value2", applied
 #                       after (so over) the local ones above; `make chaos` shortens timeouts this way
 set -euo pipefail
@@ -23,6 +25,8 @@ lock_local_aws
 ls_probe || die "no local AWS answers at $LOCAL_AWS_ENDPOINT (run: make up)"
 
 region="${RESIZER_REGION:-$LOCAL_REGION}"
+code=()
+[[ -n "${RESIZER_SAM_BUILD_DIR:-}" ]] && code=(--sam-build-dir "$RESIZER_SAM_BUILD_DIR")
 extra=()
 for p in ${RESIZER_PROVISION_PARAMETERS:-}; do
     [[ "$p" == *=* ]] || die "RESIZER_PROVISION_PARAMETERS: $p is not Key=Value"
@@ -35,6 +39,7 @@ done
     --template "$RESIZER_ROOT/template.yaml" \
     --out-dir "$(region_dir "$region")" \
     --bin-dir "$(function_bin_dir)" \
+    "${code[@]}" \
     --parameter Stage=local \
     --parameter ApiFunctionUrl=true \
     --parameter AuthCacheTtlSeconds=5 \

@@ -3,14 +3,17 @@
 # (aws-sam-cli, aws-sam-cli-local, cargo-lambda, cfn-lint) from tools/requirements.lock.
 # Idempotent: each step is skipped when its stamp matches its inputs.
 #
-# usage: tools/install.sh [system|venv|all]   (default: all)
+# usage: tools/install.sh [system|venv|arm64|all]   (default: all; arm64 is not part of all: see
+#        install_arm64)
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# install_system_packages [PIN...]: the given apt pins (default: APT_PINS) that are missing.
 install_system_packages() {
     local pin name version have missing=()
-    for pin in "${APT_PINS[@]}"; do
+    (($# > 0)) || set -- "${APT_PINS[@]}"
+    for pin in "$@"; do
         name="${pin%%=*}"
         version="${pin#*=}"
         have="$(dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$name" 2>/dev/null || true)"
@@ -52,12 +55,21 @@ install_tools_venv() {
     stamp_write tools-venv "$inputs"
 }
 
+# The arm64 build and its smoke: qemu-user and the arm64 glibc, and the Rust standard library for
+# aarch64 of the pinned toolchain (rust-toolchain.toml; rustup is a no-op when it is there).
+install_arm64() {
+    install_system_packages "${APT_PINS_ARM64[@]}"
+    (cd "$RESIZER_ROOT" && rustup target add "$RUST_TARGET_ARM64" >/dev/null 2>&1) ||
+        die "rustup target add $RUST_TARGET_ARM64 failed"
+}
+
 case "${1:-all}" in
 system) install_system_packages ;;
+arm64) install_arm64 ;;
 venv) install_tools_venv ;;
 all)
     install_system_packages
     install_tools_venv
     ;;
-*) die "usage: $0 [system|venv|all]" ;;
+*) die "usage: $0 [system|venv|arm64|all]" ;;
 esac

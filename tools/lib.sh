@@ -13,6 +13,12 @@ LOCAL_DIR="$RESIZER_ROOT/.local"
 PYTHON_MINOR_PIN="3.11"
 UV_VERSION="0.13.8"
 APT_PINS=("cmake=3.25.1-1" "nasm=2.16.01-1")
+# For arm64 (`make package ARCH=arm64`, `make smoke-arm64`) only: qemu-user and the arm64 glibc it
+# loads the functions' dynamically linked binaries with (as on Lambda's provided.al2023).
+APT_PINS_ARM64=("qemu-user-static=1:7.2+dfsg-7+deb12u18+b3" "libc6-arm64-cross=2.36-8cross1" "libgcc-s1-arm64-cross=12.2.0-14cross1")
+RUST_TARGET_ARM64="aarch64-unknown-linux-gnu"
+# The arm64 sysroot of libc6-arm64-cross, and how the local process executor runs arm64 binaries.
+ARM64_SYSROOT="/usr/aarch64-linux-gnu"
 
 # --- layout -----------------------------------------------------------------------------------
 UV_VENV="$LOCAL_DIR/uv"

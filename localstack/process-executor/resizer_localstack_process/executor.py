@@ -20,8 +20,11 @@ What LocalStack does around it (``localstack/services/lambda_/invocation/``):
 - The result's ``logs`` go to CloudWatch Logs (``/aws/lambda/<function>``, one stream per
   environment), one event per non-empty line.
 
-The process runs natively, so the function's architecture must be the host's; ``start`` refuses
-another one (the function still deploys, so a template with arm64 functions can be provisioned).
+The process runs natively, so the function's architecture must be the host's, unless an emulator
+for its architecture is named in ``RESIZER_EMULATOR_<ARCH>`` (``RESIZER_EMULATOR_ARM64``, e.g.
+``qemu-aarch64-static -L /usr/aarch64-linux-gnu``: a command that runs a foreign binary given as
+its last argument; ``make smoke-arm64`` sets it); ``start`` refuses another architecture (the
+function still deploys, so a template with arm64 functions can be provisioned).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import logging
 import math
 import os
 import platform
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -60,6 +64,9 @@ STOP_GRACE_S = 1.0
 # How much of a failed init's output goes into the error message.
 INIT_OUTPUT_IN_ERROR = 4000
 
+# RESIZER_EMULATOR_ARM64, RESIZER_EMULATOR_X86_64: how to run a function of another architecture.
+EMULATOR_ENV = "RESIZER_EMULATOR_{}"
+
 _HOST_ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -73,9 +80,17 @@ def function_architecture(function_version: FunctionVersion) -> str:
     return str(getattr(architectures[0], "value", architectures[0]))
 
 
+def emulator_for(architecture: str) -> list[str]:
+    """The command that runs a binary of ``architecture`` here: [] natively, else the emulator
+    named in RESIZER_EMULATOR_<ARCH> (split like a shell would), or [] when none is named."""
+    if architecture == host_architecture():
+        return []
+    return shlex.split(os.environ.get(EMULATOR_ENV.format(architecture.upper()), ""))
+
+
 def architecture_error(function_version: FunctionVersion) -> str | None:
     wanted, host = function_architecture(function_version), host_architecture()
-    if wanted == host:
+    if wanted == host or emulator_for(wanted):
         return None
     name, machine = function_version.id.function_name, platform.machine()
     return (
@@ -84,6 +99,7 @@ def architecture_error(function_version: FunctionVersion) -> str | None:
         + ": the local process executor runs function binaries"
         f" natively and cannot run {wanted} code here"
         + (f"; deploy it locally with Architectures: [{host}]" if host else "")
+        + f", or name an emulator in {EMULATOR_ENV.format(wanted.upper())} when the local AWS starts"
     )
 
 
@@ -262,6 +278,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             self._generation += 1
             sandbox = Sandbox(
                 bootstrap=str(self._code_dir / "bootstrap"),
+                emulator=emulator_for(function_architecture(self.function_version)),
                 cwd=str(self._code_dir),
                 env=self._env,
                 label=f"{self._name}-{self.id[:8]}-{self._generation}",

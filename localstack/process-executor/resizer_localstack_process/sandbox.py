@@ -21,6 +21,7 @@ import os
 import re
 import select
 import signal
+import shlex
 import socketserver
 import subprocess
 import threading
@@ -243,9 +244,10 @@ class OutputPump:
 class Sandbox:
     """One process of a function's bootstrap and the Runtime API it talks to."""
 
-    def __init__(self, *, bootstrap: str, cwd: str, env: dict[str, str], label: str):
+    def __init__(self, *, bootstrap: str, cwd: str, env: dict[str, str], label: str, emulator: list[str] = ()):
         self.label = label
         self._bootstrap = bootstrap
+        self._argv = [*emulator, bootstrap]  # an emulator (qemu-user) runs a foreign architecture's binary
         self._cwd = cwd
         self._cond = threading.Condition()
         self._ready_at: float | None = None
@@ -290,7 +292,7 @@ class Sandbox:
         started = time.monotonic()
         try:
             self.proc = self.output.spawn(
-                [self._bootstrap],
+                self._argv,
                 cwd=self._cwd,
                 env=self._env,
                 stdin=subprocess.DEVNULL,
@@ -299,7 +301,7 @@ class Sandbox:
             )
         except OSError as err:
             self.close()
-            raise InitFailure(f"cannot start {self._bootstrap}: {err.strerror or err}", "") from err
+            raise InitFailure(f"cannot start {shlex.join(self._argv)}: {err.strerror or err}", "") from err
         self.pid = self.proc.pid
         threading.Thread(target=self._reap, name=f"process-executor-wait-{self.label}", daemon=True).start()
 

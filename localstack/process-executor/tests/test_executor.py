@@ -11,6 +11,7 @@ import threading
 import time
 import unittest
 from types import SimpleNamespace
+from unittest import mock
 
 os.environ.setdefault("OVERRIDE_IN_DOCKER", "0")  # before LocalStack's config is imported
 
@@ -190,6 +191,23 @@ class ExecutorTest(unittest.TestCase):
             executor.start(env)
         self.assertIn(f"built for {other}, but this host is {platform.machine()}", str(caught.exception))
         self.assertEqual(self.recorded("bootstrap"), [])
+        self.assertIn("RESIZER_EMULATOR_", str(caught.exception))
+
+    def test_another_architecture_runs_under_the_emulator_named_for_it(self):
+        # A stand-in for qemu-user: records its PID, then execs the binary it is given (same PID).
+        emulator = os.path.join(self.dir, "emulator")
+        with open(emulator, "w") as f:
+            f.write('#!/bin/sh\n: > "$TEST_DIR/emulator-$$"\nexec "$@"\n')
+        os.chmod(emulator, 0o755)
+        other = {"x86_64": "arm64", "arm64": "x86_64"}[host_architecture()]
+        executor, env = self.executor(architecture=other)
+        with mock.patch.dict(os.environ, {f"RESIZER_EMULATOR_{other.upper()}": f"{emulator}"}):
+            executor.start(env)
+        result = executor.invoke(self.payload("req-1", {"action": "spawn"}))
+        self.assertFalse(result.is_error, result.logs)
+        [pid] = self.recorded("bootstrap")
+        self.assertEqual(self.recorded("emulator"), [pid], "the bootstrap ran under the emulator")
+        self.assertEqual(json.loads(result.payload)["pid"], pid)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ pub use limits::{OPEN_JOBS_RETRY_AFTER_SECONDS, RATE_WINDOW_SECONDS};
 pub use metrics::{Metrics, Unit};
 pub use process::{Delivery, Disposition, FINISH_MARGIN, ORPHAN_GRACE, SYSTEM_FAILURES};
 pub use settings::{ConfigError, SETTINGS, STAGE_ENV, Setting, Settings, required};
-pub use submit::{Input, MAX_WAIT_SECONDS, Submission, Submitted, Upload};
+pub use submit::{Input, MAX_WAIT_SECONDS, Submission, Submitted, Upload, wait_poll_delay};
 pub use sweep::{SWEEP_BATCH, SweepReport};
 
 use ports::{

@@ -16,6 +16,27 @@ use crate::{App, AppError, Principal, Settings, StoreError};
 
 /// Longest `wait`, in seconds (API Gateway's integration timeout is 30 s).
 pub const MAX_WAIT_SECONDS: u64 = 20;
+/// A waiting caller's first read of its job: no job ends sooner than its message's trip through
+/// SQS, its claim, its conversion and its finish (docs/capacity.md's latency budget).
+const WAIT_FIRST_POLL: Duration = Duration::from_millis(100);
+/// Then a read every 50 ms while most jobs finish (their whole path is a few hundred ms), so the
+/// answer comes at most 50 ms after the job ends; each read is 1 RRU ($0.125 per million).
+const WAIT_FAST_POLL: Duration = Duration::from_millis(50);
+const WAIT_FAST_PHASE: Duration = Duration::from_secs(1);
+/// After the first second, a slow job (a large image, a backlog) is read every 250 ms.
+const WAIT_SLOW_POLL: Duration = Duration::from_millis(250);
+
+/// How long a waiting caller sleeps before its next read, `elapsed` into its wait.
+pub fn wait_poll_delay(elapsed: Duration) -> Duration {
+    if elapsed < WAIT_FIRST_POLL {
+        WAIT_FIRST_POLL - elapsed
+    } else if elapsed < WAIT_FAST_PHASE {
+        WAIT_FAST_POLL
+    } else {
+        WAIT_SLOW_POLL
+    }
+}
+
 /// How much of a large upload is read to sniff its type and dimensions.
 const PROBE_PREFIX_BYTES: u64 = 256 * 1024;
 /// The longest prefix read for an upload's header.
@@ -386,18 +407,18 @@ impl App {
 
     /// Polls until the job is finished or `wait` has passed, and answers its latest known state.
     /// The job exists: a failed read ends the wait with what is known, never with an error the
-    /// caller would retry (and so submit again).
+    /// caller would retry (and so submit again). Reads follow [`wait_poll_delay`].
     pub async fn wait_for(&self, job: Job, wait: Duration) -> Job {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut delay = Duration::from_millis(50);
+        let started = tokio::time::Instant::now();
+        let deadline = started + wait;
         let mut latest = job;
         loop {
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return latest;
             }
+            let delay = wait_poll_delay(now - started);
             tokio::time::sleep(delay.min(deadline - now)).await;
-            delay = (delay * 2).min(Duration::from_millis(250));
             match self.stores.jobs.get(&latest.job_id).await {
                 Ok(Some(j)) => latest = j,
                 Ok(None) => {}

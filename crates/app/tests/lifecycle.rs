@@ -273,6 +273,51 @@ async fn a_failed_read_while_waiting_answers_the_job_not_an_error() {
     assert_eq!(seen.status, JobStatus::Queued);
 }
 
+/// A waiting caller hears of its job at most 50 ms after it ends during the first second, where
+/// the latency budget lives (the earlier doubling schedule read at 50, 150, 350 and 600 ms, so a
+/// job that ended at 360 ms was answered 240 ms late).
+#[tokio::test(start_paused = true)]
+async fn a_waiting_caller_hears_of_its_job_within_50_ms_in_the_first_second() {
+    for ends_ms in [120, 360, 420, 610, 990] {
+        let w = world().await;
+        let job = submit(&w).await;
+        let jobs = w.mem.jobs.clone();
+        let mut done = stored(&w, &job).await;
+        done.status = JobStatus::Done;
+        let started = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ends_ms)).await;
+            jobs.insert(done);
+        });
+        let seen = w.app.wait_for(job.clone(), Duration::from_secs(20)).await;
+        let answered = started.elapsed();
+        assert_eq!(seen.status, JobStatus::Done);
+        assert!(
+            answered >= Duration::from_millis(ends_ms)
+                && answered <= Duration::from_millis(ends_ms + 50),
+            "a job that ended at {ends_ms} ms was answered at {answered:?}"
+        );
+    }
+}
+
+#[test]
+fn waiting_reads_fast_for_a_second_then_every_250_ms() {
+    use resizer_app::wait_poll_delay;
+    let ms = Duration::from_millis;
+    assert_eq!(wait_poll_delay(ms(0)), ms(100));
+    assert_eq!(wait_poll_delay(ms(30)), ms(70));
+    assert_eq!(wait_poll_delay(ms(100)), ms(50));
+    assert_eq!(wait_poll_delay(ms(999)), ms(50));
+    assert_eq!(wait_poll_delay(ms(1000)), ms(250));
+    // Reads in a 20 s wait that finds nothing: 1 + 18 + 76 = 95 (1 RRU each).
+    let (mut t, mut reads) = (ms(0), 0);
+    while t < Duration::from_secs(20) {
+        t += wait_poll_delay(t);
+        reads += 1;
+    }
+    assert_eq!(reads, 95);
+}
+
 #[tokio::test]
 async fn a_job_is_converted_recorded_once_and_its_inline_body_removed() {
     let w = world().await;

@@ -68,7 +68,7 @@ pub trait JobStore: Send + Sync {
     /// Moves `job` to its terminal status (with `result` or `error`) and writes its usage record,
     /// atomically: both or neither.
     async fn finish(&self, job: &Job, usage: &UsageRecord) -> Result<Finish, StoreError>;
-    /// Up to `limit` unfinished jobs of open-jobs partition `shard` (of
+    /// Up to `limit` unfinished jobs of open-jobs segment `shard` (of
     /// [`resizer_core::job::OPEN_JOB_SHARDS`]) that were neither created nor swept since
     /// `before`: the sweeper's candidates. Eventually consistent (an index): the caller reads
     /// each job before acting on it.
@@ -83,7 +83,7 @@ pub trait JobStore: Send + Sync {
     /// moment ago may not be counted yet.
     async fn open_count(&self, customer_id: &str, limit: u64) -> Result<u64, StoreError>;
     /// Records that the sweeper acts on an unfinished job last written at `seen`: sets its
-    /// `updated_at` (and its place in the open-jobs index) to `now`. `Conflict` when the job
+    /// `updated_at` (and its `open_at` in the open-jobs index) to `now`. `Conflict` when the job
     /// was written since `seen` (a worker, or another sweep, got there first) or has finished.
     async fn mark_swept(
         &self,

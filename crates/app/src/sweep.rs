@@ -3,9 +3,10 @@
 //!
 //! A job can be left unfinished with no message to drive it: the api died between writing the
 //! job and sending its message, a message outlived the queue's retention (4 days) during a long
-//! outage, a message was lost between the queues. Every unfinished job sits in the open-jobs
-//! index (sparse: finishing a job removes it) under the time it was created or last swept. Each
-//! run reads the entries older than the stale bound, reads each job, and:
+//! outage, a message was lost between the queues. Every unfinished job sits in the jobs table's
+//! open-by-customer index (sparse: finishing a job removes it) under the time it was created or
+//! last swept. Each run scans it in `OPEN_JOB_SHARDS` segments for the entries older than the
+//! stale bound, reads each job, and:
 //!
 //! - a job written since the bound (a worker is on it, or backing off) is left alone;
 //! - a job older than the maximum job age ends `failed` with `expired` (ours, not billed); if
@@ -54,7 +55,7 @@ impl App {
             .max(self.settings.retry_backoff_max + Duration::from_secs(60))
     }
 
-    /// One sweep over every open-jobs partition.
+    /// One sweep over every segment of the open jobs.
     pub async fn sweep(&self) -> SweepReport {
         let now = self.now();
         let before = now - self.sweep_stale_after();
@@ -68,7 +69,7 @@ impl App {
             {
                 Ok(ids) => ids,
                 Err(e) => {
-                    tracing::warn!(shard, error = %e, "could not read an open-jobs partition; the next run will");
+                    tracing::warn!(shard, error = %e, "could not read a segment of the open jobs; the next run will");
                     report.errors += 1;
                     continue;
                 }

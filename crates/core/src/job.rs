@@ -53,13 +53,13 @@ impl IdempotencyKey {
     }
 }
 
-/// Unfinished jobs are indexed in this many partitions (the jobs table's `open-jobs` index), so
-/// that the sweeper's queries spread over partitions at any job rate. Fixed: a job indexed under
-/// a larger count would not be found by a sweeper that reads fewer.
+/// The sweeper reads the unfinished jobs in this many segments (of a parallel Scan of the jobs
+/// table's open-by-customer index; the in-memory store splits them by [`JobId::open_shard`]), so
+/// that one failed or throttled read delays only a sixteenth of them.
 pub const OPEN_JOB_SHARDS: u32 = 16;
 
 impl JobId {
-    /// The partition of the open-jobs index this job is kept in while unfinished.
+    /// The segment of the open jobs this job is read in by the in-memory store.
     pub fn open_shard(&self) -> u32 {
         // The last hex digits are random (v7) or a hash (idempotency keys).
         let tail = &self.0[self.0.len().saturating_sub(4)..];

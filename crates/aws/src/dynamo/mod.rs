@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use accounts::AccountsTables;
-pub use jobs::{JobsTable, OPEN_BY_CUSTOMER_INDEX, OPEN_JOBS_INDEX};
+pub use jobs::{JobsTable, OPEN_BY_CUSTOMER_INDEX};
 pub use rate::RateCountersTable;
 pub use rollups::{AGGREGATOR_PK, RollupsTable, WATERMARK_SK, closed_sk, quota_sk};
 pub use usage::UsageTable;

@@ -15,6 +15,8 @@
 # missing). Not run in CI.
 #
 #   bench/rightsize.sh [--sizes "256 512 1024 1769 2048"] [--width 400] [--format webp] [--repeat 3]
+#                      [--corpus main|sizes] [--only '4mp.jpg']
+#   (--corpus sizes --only 4mp.jpg: the 795 KB, 4 MP JPEG of the size-growth set, a "1 MB image")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,6 +24,8 @@ SIZES="256 512 768 1024 1280 1536 1769 2048"
 WIDTH=400
 FORMAT=webp
 REPEAT=3
+CORPUS_NAME=main
+ONLY='*'
 PERIOD_US=100000
 CORE=${RIGHTSIZE_CORE:-1}
 while (($#)); do
@@ -30,15 +34,17 @@ while (($#)); do
     --width) WIDTH=$2; shift 2 ;;
     --format) FORMAT=$2; shift 2 ;;
     --repeat) REPEAT=$2; shift 2 ;;
+    --corpus) CORPUS_NAME=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 
 CG_ROOT=/sys/fs/cgroup/cpu
 [[ -w $CG_ROOT ]] || { echo "needs a writable cgroup-v1 cpu controller at $CG_ROOT (root)" >&2; exit 1; }
-CORPUS=$ROOT/bench/.work/corpus/main
+CORPUS=$ROOT/bench/.work/corpus/$CORPUS_NAME
 [[ -d $CORPUS ]] || bench/corpus.sh
-mapfile -t FILES < <(find "$CORPUS" -maxdepth 1 -type f | sort)
+mapfile -t FILES < <(find "$CORPUS" -maxdepth 1 -type f -name "$ONLY" | sort)
 ((${#FILES[@]})) || { echo "no corpus in $CORPUS" >&2; exit 1; }
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -80,4 +86,4 @@ print(f"| {mb} MB | {share} | {wall * 1000:.1f} ms | ${cost:.2f} |")
 EOF
 done
 echo
-echo "${#FILES[@]} photos × $REPEAT, width $WIDTH, $FORMAT; CFS period ${PERIOD_US} µs, pinned to core $CORE; $(date -u +%FT%TZ), $(git rev-parse --short HEAD)"
+echo "${#FILES[@]} photos ($CORPUS_NAME/$ONLY) × $REPEAT, width $WIDTH, $FORMAT; CFS period ${PERIOD_US} µs, pinned to core $CORE; $(date -u +%FT%TZ), $(git rev-parse --short HEAD)"

@@ -16,7 +16,8 @@
 # ~1 GB/s adds ~0.3 ms per 256 KB sent). Not run in CI.
 #
 # usage: RESIZER_BIN_DIR=target/release localstack/with-local-aws.sh bench/function-cpu.sh
-# env:   LOAD_JOBS (200 measured, after 40 warm-up), LOAD_RATE (2), LOAD_WIDTH (400)
+# env:   LOAD_JOBS (200 measured, after 40 warm-up), LOAD_RATE (2), LOAD_WIDTH (400), LOAD_CORPUS
+#        (a folder of JPEGs, default the ~256 KB photos; e.g. one holding only the size set's 4mp.jpg)
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"

@@ -7,7 +7,8 @@
 #
 # usage: bench/load.sh      (run it through localstack/with-local-aws.sh; `make load` does, after
 #                            `make build`)
-# env:   LOAD_JOBS (2000), LOAD_RATE (jobs/s, 2: what this machine sustains), LOAD_WIDTH (400), LOAD_PORT (3097)
+# env:   LOAD_JOBS (2000), LOAD_RATE (jobs/s, 2: what this machine sustains), LOAD_WIDTH (400), LOAD_PORT (3097),
+#        LOAD_CORPUS (a folder of JPEGs; default bench/.work/corpus/main)
 #
 # On this kind of machine LocalStack (one Python process that also carries every function
 # invocation) is the bottleneck, not the service: raise LOAD_RATE to find where it tips over.
@@ -41,5 +42,5 @@ log "load: $JOBS jobs at $RATE/s, width $WIDTH"
     echo "Load run $(date -u +%Y-%m-%dT%H:%MZ): \`LOAD_JOBS=$JOBS LOAD_RATE=$RATE make load\`, $(nproc) cores"
     echo
     "$LOADGEN" --endpoint "http://127.0.0.1:$RESIZER_DEV_PORT" \
-        --corpus bench/.work/corpus/main --jobs "$JOBS" --rate "$RATE" --width "$WIDTH" "${pids[@]}"
+        --corpus "${LOAD_CORPUS:-bench/.work/corpus/main}" --jobs "$JOBS" --rate "$RATE" --width "$WIDTH" "${pids[@]}"
 } | tee "$REPORT"

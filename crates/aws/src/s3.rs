@@ -12,6 +12,13 @@ use time::OffsetDateTime;
 use crate::error::{StoreError, classify};
 use crate::post_policy;
 
+/// S3's advice for latency-sensitive applications: a request under 512 KB, whose median latency
+/// is tens of milliseconds, that has not answered after 2 seconds is retried (on a new
+/// connection), rather than waited for. A result image is almost always that small, and its PUT
+/// is on the path to the caller's result URL (docs/capacity.md, latency budget).
+pub const SMALL_OBJECT_BYTES: usize = 512 * 1024;
+pub const SMALL_OBJECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// One bucket.
 #[derive(Debug, Clone)]
 pub struct S3Bucket {
@@ -68,15 +75,26 @@ impl S3Bucket {
 #[async_trait]
 impl ObjectStore for S3Bucket {
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
-        self.client
+        let small = body.len() < SMALL_OBJECT_BYTES;
+        let put = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| classify("s3:PutObject", e))?;
+            .body(ByteStream::from(body));
+        let sent = if small {
+            put.customize()
+                .config_override(
+                    aws_sdk_s3::config::Builder::default()
+                        .timeout_config(crate::sdk::timeouts(SMALL_OBJECT_ATTEMPT_TIMEOUT)),
+                )
+                .send()
+                .await
+        } else {
+            put.send().await
+        };
+        sent.map_err(|e| classify("s3:PutObject", e))?;
         Ok(())
     }
 

@@ -8,6 +8,21 @@ use aws_smithy_types::timeout::TimeoutConfig;
 /// How long a connection may take before the attempt fails: the same for every call, long polls
 /// included (see `sqs::long_poll_timeouts`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one attempt of a call may take before it is retried.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call may take, its retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// The timeouts every client gets: a dead dependency becomes a quick, retryable error rather
+/// than a hung invocation. `attempt` replaces [`ATTEMPT_TIMEOUT`] where a call's size allows a
+/// tighter bound (`s3::S3Bucket::put` of a small object).
+pub fn timeouts(attempt: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
 
 /// Loads the SDK configuration from the standard chain (env, profile, container/instance
 /// credentials), with timeouts that turn a dead dependency into a quick, retryable error rather
@@ -15,13 +30,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// `AWS_ENDPOINT_URL_<SERVICE>`; there is no local-mode switch.
 pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(25))
-                .build(),
-        )
+        .timeout_config(timeouts(ATTEMPT_TIMEOUT))
         .load()
         .await
 }

@@ -75,26 +75,25 @@ impl S3Bucket {
 #[async_trait]
 impl ObjectStore for S3Bucket {
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
-        let small = body.len() < SMALL_OBJECT_BYTES;
-        let put = self
-            .client
+        let attempt = if body.len() < SMALL_OBJECT_BYTES {
+            SMALL_OBJECT_ATTEMPT_TIMEOUT
+        } else {
+            crate::sdk::ATTEMPT_TIMEOUT
+        };
+        self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .body(ByteStream::from(body));
-        let sent = if small {
-            put.customize()
-                .config_override(
-                    aws_sdk_s3::config::Builder::default()
-                        .timeout_config(crate::sdk::timeouts(SMALL_OBJECT_ATTEMPT_TIMEOUT)),
-                )
-                .send()
-                .await
-        } else {
-            put.send().await
-        };
-        sent.map_err(|e| classify("s3:PutObject", e))?;
+            .body(ByteStream::from(body))
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .timeout_config(crate::sdk::timeouts(attempt)),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("s3:PutObject", e))?;
         Ok(())
     }
 

@@ -98,20 +98,22 @@ fn bucket(addr: SocketAddr) -> S3Bucket {
     S3Bucket::new(aws_sdk_s3::Client::from_conf(conf), "results")
 }
 
-#[tokio::test]
-async fn a_small_put_that_does_not_answer_is_retried_after_two_seconds() {
-    let (addr, seen) = s3_answering_late(None).await;
+/// PUTs `bytes` bytes through a stand-in S3 whose first request is answered after `first_delay`
+/// (never, if `None`): how long the PUT took and how many requests the stand-in read.
+async fn put_timed(bytes: usize, first_delay: Option<Duration>) -> (Duration, usize) {
+    let (addr, seen) = s3_answering_late(first_delay).await;
     let started = Instant::now();
     bucket(addr)
-        .put("results/a.webp", vec![7; 30_000], "image/webp")
+        .put("results/a.webp", vec![7; bytes], "image/webp")
         .await
         .unwrap();
-    let took = started.elapsed();
-    assert_eq!(
-        seen.load(Ordering::SeqCst),
-        2,
-        "the first attempt hung, a second one answered"
-    );
+    (started.elapsed(), seen.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_small_put_that_does_not_answer_is_retried_after_two_seconds() {
+    let (took, requests) = put_timed(30_000, None).await;
+    assert_eq!(requests, 2, "the first attempt hung, a second one answered");
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(5),
         "a 30 KB PUT whose first attempt hung took {took:?} (2 s and a retry expected, not 10 s)"
@@ -120,17 +122,7 @@ async fn a_small_put_that_does_not_answer_is_retried_after_two_seconds() {
 
 #[tokio::test]
 async fn a_large_put_is_waited_for_past_two_seconds() {
-    let (addr, seen) = s3_answering_late(Some(Duration::from_secs(3))).await;
-    let started = Instant::now();
-    bucket(addr)
-        .put("results/b.png", vec![7; SMALL_OBJECT_BYTES], "image/png")
-        .await
-        .unwrap();
-    let took = started.elapsed();
-    assert_eq!(
-        seen.load(Ordering::SeqCst),
-        1,
-        "answered after 3 s, not retried"
-    );
+    let (took, requests) = put_timed(SMALL_OBJECT_BYTES, Some(Duration::from_secs(3))).await;
+    assert_eq!(requests, 1, "answered after 3 s, not retried");
     assert!(took >= Duration::from_secs(3), "{took:?}");
 }

@@ -306,6 +306,104 @@ async fn the_service_end_to_end_over_http() {
         assert_eq!(dimensions(&got), ("jpeg".into(), w, h), "fit={fit}");
         jobs.push((a.json["job_id"].as_str().unwrap().into(), key.clone()));
     }
+    // ---- what a crop keeps, and turning the image ----
+    // 800 × 400 grey with a red 80 × 80 square near the top right: a focal point on it, or the
+    // gravity of its corner, keeps it in a 200 × 200 crop; the default centre crop does not.
+    let marked = encode(
+        &image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(800, 400, |x, y| {
+            if (680..760).contains(&x) && (40..120).contains(&y) {
+                image::Rgb([230, 20, 20])
+            } else {
+                image::Rgb([128, 128, 128])
+            }
+        })),
+        image::ImageFormat::Jpeg,
+    );
+    for (crop, keeps_it) in [
+        ("fx=0.9&fy=0.2", true),
+        ("position=northeast", true),
+        ("position=attention", true),
+        ("position=centre", false),
+    ] {
+        let a = c
+            .send(c.post(
+                &format!("/v1/jobs?width=200&height=200&fit=cover&format=png&{crop}&wait=20"),
+                Some(&key),
+                Some("image/jpeg"),
+                marked.clone(),
+            ))
+            .await;
+        assert_eq!(a.json["status"], "done", "{crop}: {}", a.json);
+        jobs.push((a.json["job_id"].as_str().unwrap().into(), key.clone()));
+        let got = download(a.json["result"]["url"].as_str().unwrap()).await;
+        let img = image::load_from_memory(&got).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (200, 200), "{crop}");
+        let red = img
+            .pixels()
+            .filter(|p| p[0] > 180 && p[1] < 80 && p[2] < 80)
+            .count();
+        // The square is 40 × 40 in the output: 1,600 pixels, less the JPEG-softened rim.
+        if keeps_it {
+            assert!(red > 1_200, "{crop}: {red} red pixels");
+            // The focal point's square lands where the arithmetic says: window x 400..800.
+            if crop.starts_with("fx") {
+                assert!(img.get_pixel(160, 40)[0] > 180, "{crop}");
+            }
+        } else {
+            assert_eq!(red, 0, "{crop}");
+        }
+        if let Some(p) = crop.strip_prefix("position=").filter(|p| *p != "centre") {
+            assert_eq!(a.json["params"]["position"], p, "{}", a.json);
+        }
+    }
+    // rotate turns the image before it is fitted, so width applies to the turned one: the
+    // square, top right, is bottom right after a quarter turn clockwise.
+    let a = c
+        .send(c.post(
+            "/v1/jobs?width=200&rotate=90&format=png&wait=20",
+            Some(&key),
+            Some("image/jpeg"),
+            marked.clone(),
+        ))
+        .await;
+    assert_eq!(a.json["params"]["rotate"], 90, "{}", a.json);
+    let got = download(a.json["result"]["url"].as_str().unwrap()).await;
+    let img = image::load_from_memory(&got).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (200, 400));
+    // Stored (680..760, 40..120) of 800 × 400 → displayed (280..360, 680..760) of 400 × 800.
+    assert!(
+        img.get_pixel(160, 360)[0] > 180,
+        "{:?}",
+        img.get_pixel(160, 360)
+    );
+    jobs.push((a.json["job_id"].as_str().unwrap().into(), key.clone()));
+    // A crop rule broken is a 400 that names it, before any job exists.
+    for (query, message) in [
+        (
+            "width=200&fit=contain&position=entropy",
+            "position=entropy needs fit=cover",
+        ),
+        (
+            "width=200&height=200&fit=cover&fx=0.5",
+            "fx and fy go together: the focal point, each 0.0..=1.0 of the width and height",
+        ),
+        (
+            "width=200&rotate=45",
+            "rotate must be one of 0, 90, 180, 270, got 45",
+        ),
+    ] {
+        let a = c
+            .send(c.post(
+                &format!("/v1/jobs?{query}"),
+                Some(&key),
+                Some("image/jpeg"),
+                marked.clone(),
+            ))
+            .await;
+        assert_eq!((a.status, a.code()), (400, "invalid_parameter"), "{query}");
+        assert_eq!(a.json["error"]["message"], message, "{query}");
+    }
+
     // Never enlarged unless asked.
     let a = c
         .send(c.post(

@@ -57,6 +57,22 @@ pub struct ResizeArgs {
     /// Allow enlarging beyond the input size.
     #[arg(long)]
     enlarge: bool,
+    /// Where cover crops and contain places the image: centre, north, …, northwest; entropy or
+    /// attention (cover only).
+    #[arg(long)]
+    position: Option<String>,
+    /// The focal point cover centres its crop on, as fractions of width and height: `0.3,0.6`.
+    #[arg(long, value_name = "FX,FY")]
+    focus: Option<String>,
+    /// Degrees clockwise after EXIF orientation: 90, 180 or 270.
+    #[arg(long)]
+    rotate: Option<u32>,
+    /// Mirror top to bottom.
+    #[arg(long)]
+    flip: bool,
+    /// Mirror left to right.
+    #[arg(long)]
+    flop: bool,
     /// Where to write the result (default: <file stem>-resized.<ext>).
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -243,6 +259,26 @@ fn params(a: &ResizeArgs) -> Vec<(&'static str, String)> {
     }
     if a.enlarge {
         p.push(("enlarge", "true".into()));
+    }
+    if let Some(v) = &a.position {
+        p.push(("position", v.clone()));
+    }
+    if let Some(focus) = &a.focus {
+        // The service checks the numbers; a missing comma leaves fy out, which it names.
+        let (fx, fy) = focus.split_once(',').unwrap_or((focus, ""));
+        p.push(("fx", fx.trim().to_owned()));
+        if !fy.is_empty() {
+            p.push(("fy", fy.trim().to_owned()));
+        }
+    }
+    if let Some(r) = a.rotate {
+        p.push(("rotate", r.to_string()));
+    }
+    if a.flip {
+        p.push(("flip", "true".into()));
+    }
+    if a.flop {
+        p.push(("flop", "true".into()));
     }
     p
 }
@@ -469,6 +505,55 @@ mod tests {
         assert_eq!(
             default_output(Path::new("/a/photo.png"), "jpeg"),
             PathBuf::from("/a/photo-resized.jpg")
+        );
+    }
+
+    #[test]
+    fn crop_and_turn_flags_become_the_service_parameters() {
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: ResizeArgs,
+        }
+        let parse = |argv: &[&str]| {
+            use clap::Parser as _;
+            let mut all = vec!["resize", "a.jpg"];
+            all.extend_from_slice(argv);
+            params(&Cmd::try_parse_from(all).unwrap().args)
+        };
+        let p = parse(&[
+            "--width",
+            "300",
+            "--height",
+            "200",
+            "--fit",
+            "cover",
+            "--focus",
+            "0.25, 0.8",
+            "--rotate",
+            "90",
+            "--flop",
+        ]);
+        let want: Vec<(&str, String)> = [
+            ("width", "300"),
+            ("height", "200"),
+            ("fit", "cover"),
+            ("fx", "0.25"),
+            ("fy", "0.8"),
+            ("rotate", "90"),
+            ("flop", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect();
+        assert_eq!(p, want);
+        let p = parse(&["--width", "9", "--position", "attention", "--flip"]);
+        assert_eq!(p[1], ("position", "attention".to_owned()));
+        assert_eq!(p[2], ("flip", "true".to_owned()));
+        // Half a focal point is sent as it is, for the service to name what is missing.
+        assert_eq!(
+            parse(&["--width", "9", "--focus", "0.5"])[1],
+            ("fx", "0.5".to_owned())
         );
     }
 

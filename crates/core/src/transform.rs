@@ -24,6 +24,12 @@ pub const PARAMS: &[&str] = &[
     "enlarge",
     "lossless",
     "background",
+    "position",
+    "fx",
+    "fy",
+    "rotate",
+    "flip",
+    "flop",
 ];
 
 /// A rejected parameter.
@@ -121,11 +127,13 @@ impl From<Quality> for u8 {
     }
 }
 
-/// How the image is fitted into the requested box. The meanings are sharp's, with centre gravity.
+/// How the image is fitted into the requested box. The meanings are sharp's; where `Cover`
+/// crops and `Contain` places the image is the spec's [`Position`] or focal point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
-    /// Fill the box exactly, preserving aspect ratio, cropping the overflow around the centre.
+    /// Fill the box exactly, preserving aspect ratio, cropping the overflow (around the centre
+    /// unless the spec says otherwise).
     Cover,
     /// Fit inside the box, preserving aspect ratio, letterboxing the rest with `background`.
     Contain,
@@ -176,6 +184,174 @@ impl Fit {
 impl fmt::Display for Fit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Where `cover` crops and `contain` places the image: one of the nine gravities (sharp's and
+/// libvips' names), or, for `cover` only, a content-aware crop as libvips defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Position {
+    #[default]
+    Centre,
+    North,
+    Northeast,
+    East,
+    Southeast,
+    South,
+    Southwest,
+    West,
+    Northwest,
+    /// Keep the window whose pixels have the most entropy: trim the duller edge, step by step.
+    Entropy,
+    /// Keep the window centred on what draws the eye: edges, skin tones and saturated colour.
+    Attention,
+}
+
+/// Where a gravity puts the image along one axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    Start,
+    Middle,
+    End,
+}
+
+impl Position {
+    pub const ALL: [Position; 11] = [
+        Position::Centre,
+        Position::North,
+        Position::Northeast,
+        Position::East,
+        Position::Southeast,
+        Position::South,
+        Position::Southwest,
+        Position::West,
+        Position::Northwest,
+        Position::Entropy,
+        Position::Attention,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Position::Centre => "centre",
+            Position::North => "north",
+            Position::Northeast => "northeast",
+            Position::East => "east",
+            Position::Southeast => "southeast",
+            Position::South => "south",
+            Position::Southwest => "southwest",
+            Position::West => "west",
+            Position::Northwest => "northwest",
+            Position::Entropy => "entropy",
+            Position::Attention => "attention",
+        }
+    }
+
+    /// The horizontal and vertical anchors of a gravity; `None` for the content-aware crops.
+    pub fn anchors(self) -> Option<(Anchor, Anchor)> {
+        use Anchor::{End, Middle, Start};
+        Some(match self {
+            Position::Centre => (Middle, Middle),
+            Position::North => (Middle, Start),
+            Position::Northeast => (End, Start),
+            Position::East => (End, Middle),
+            Position::Southeast => (End, End),
+            Position::South => (Middle, End),
+            Position::Southwest => (Start, End),
+            Position::West => (Start, Middle),
+            Position::Northwest => (Start, Start),
+            Position::Entropy | Position::Attention => return None,
+        })
+    }
+
+    /// Whether the crop depends on the pixels (`entropy`, `attention`).
+    pub fn is_content_aware(self) -> bool {
+        self.anchors().is_none()
+    }
+
+    fn parse(value: &str) -> Result<Self, ParamError> {
+        if value == "center" {
+            return Ok(Position::Centre);
+        }
+        Position::ALL
+            .into_iter()
+            .find(|p| p.as_str() == value)
+            .ok_or_else(|| {
+                ParamError::new(
+                    "position",
+                    format!(
+                        "position must be one of centre, north, northeast, east, southeast, south, \
+                         southwest, west, northwest, entropy, attention, got {:?}",
+                        truncate(value)
+                    ),
+                )
+            })
+    }
+}
+
+/// A point of the image, as fractions of its width and height in ten-thousandths (so that a
+/// spec stays `Eq` and compares exactly): `fx=0.25` is 2,500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FocalPoint {
+    pub x: u16,
+    pub y: u16,
+}
+
+impl FocalPoint {
+    pub const ONE: u16 = 10_000;
+
+    /// `x` as a fraction 0.0..=1.0.
+    pub fn fx(self) -> f64 {
+        f64::from(self.x) / f64::from(Self::ONE)
+    }
+
+    pub fn fy(self) -> f64 {
+        f64::from(self.y) / f64::from(Self::ONE)
+    }
+
+    fn fraction(param: &str, value: f64) -> Result<u16, ParamError> {
+        if (0.0..=1.0).contains(&value) {
+            Ok((value * f64::from(Self::ONE)).round() as u16)
+        } else {
+            Err(ParamError::new(
+                param,
+                format!("{param} must be a number 0.0..=1.0, got {value}"),
+            ))
+        }
+    }
+}
+
+/// A clockwise rotation applied after EXIF orientation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Rotation {
+    #[default]
+    None,
+    Cw90,
+    Cw180,
+    Cw270,
+}
+
+impl Rotation {
+    pub fn degrees(self) -> u32 {
+        match self {
+            Rotation::None => 0,
+            Rotation::Cw90 => 90,
+            Rotation::Cw180 => 180,
+            Rotation::Cw270 => 270,
+        }
+    }
+
+    fn new(degrees: u32) -> Result<Self, ParamError> {
+        match degrees {
+            0 => Ok(Rotation::None),
+            90 => Ok(Rotation::Cw90),
+            180 => Ok(Rotation::Cw180),
+            270 => Ok(Rotation::Cw270),
+            other => Err(ParamError::new(
+                "rotate",
+                format!("rotate must be one of 0, 90, 180, 270, got {other}"),
+            )),
+        }
     }
 }
 
@@ -332,6 +508,11 @@ pub struct TransformSpec {
     enlarge: bool,
     lossless: bool,
     background: Rgb,
+    position: Position,
+    focal: Option<FocalPoint>,
+    rotate: Rotation,
+    flip: bool,
+    flop: bool,
 }
 
 impl TransformSpec {
@@ -373,6 +554,12 @@ impl TransformSpec {
                 "enlarge" => raw.enlarge = Some(parse_bool("enlarge", value)?),
                 "lossless" => raw.lossless = Some(parse_bool("lossless", value)?),
                 "background" => raw.background = Some(Rgb::parse(value)?),
+                "position" => raw.position = Some(Position::parse(value)?),
+                "fx" => raw.fx = Some(parse_fraction("fx", value)?),
+                "fy" => raw.fy = Some(parse_fraction("fy", value)?),
+                "rotate" => raw.rotate = Some(parse_u32("rotate", value, "0, 90, 180 or 270")?),
+                "flip" => raw.flip = Some(parse_bool("flip", value)?),
+                "flop" => raw.flop = Some(parse_bool("flop", value)?),
                 _ => unreachable!("every name in PARAMS is handled"),
             }
         }
@@ -419,6 +606,30 @@ impl TransformSpec {
         self.background
     }
 
+    /// Where `cover` crops and `contain` places the image (centre unless asked).
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// The point `cover` centres its crop on, when the caller gave one (`fx`, `fy`).
+    pub fn focal_point(&self) -> Option<FocalPoint> {
+        self.focal
+    }
+
+    pub fn rotate(&self) -> Rotation {
+        self.rotate
+    }
+
+    /// Mirror top to bottom (after rotating).
+    pub fn flip(&self) -> bool {
+        self.flip
+    }
+
+    /// Mirror left to right (after rotating and flipping).
+    pub fn flop(&self) -> bool {
+        self.flop
+    }
+
     /// A spec with only a width, the rest defaulted. Handy in tests and benchmarks.
     pub fn with_width(width: u32) -> Result<Self, ParamError> {
         let w = width.to_string();
@@ -446,6 +657,18 @@ struct RawSpec {
     lossless: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     background: Option<Rgb>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    position: Option<Position>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fx: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotate: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flip: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flop: Option<bool>,
 }
 
 impl TryFrom<RawSpec> for TransformSpec {
@@ -479,10 +702,61 @@ impl TryFrom<RawSpec> for TransformSpec {
                 "lossless=true needs format=webp (PNG is always lossless)",
             ));
         }
+        let fit = raw.fit.unwrap_or_default();
+        let position = match raw.position {
+            None => Position::Centre,
+            Some(p) if p.is_content_aware() && fit != Fit::Cover => {
+                return Err(ParamError::new(
+                    "position",
+                    format!("position={} needs fit=cover", p.as_str()),
+                ));
+            }
+            Some(p) if !matches!(fit, Fit::Cover | Fit::Contain) => {
+                return Err(ParamError::new(
+                    "position",
+                    format!(
+                        "position={} needs fit=cover or fit=contain (fit={} neither crops nor \
+                         letterboxes)",
+                        p.as_str(),
+                        fit.as_str()
+                    ),
+                ));
+            }
+            Some(p) => p,
+        };
+        let focal = match (raw.fx, raw.fy) {
+            (None, None) => None,
+            (Some(x), Some(y)) => {
+                let point = FocalPoint {
+                    x: FocalPoint::fraction("fx", x)?,
+                    y: FocalPoint::fraction("fy", y)?,
+                };
+                if fit != Fit::Cover {
+                    return Err(ParamError::new(
+                        "fx",
+                        "fx and fy (the point the crop is centred on) need fit=cover",
+                    ));
+                }
+                if raw.position.is_some() {
+                    return Err(ParamError::new(
+                        "position",
+                        "give either position or a focal point (fx, fy), not both",
+                    ));
+                }
+                Some(point)
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                let missing = if raw.fx.is_none() { "fx" } else { "fy" };
+                return Err(ParamError::new(
+                    missing,
+                    "fx and fy go together: the focal point, each 0.0..=1.0 of the width and height",
+                ));
+            }
+        };
         Ok(Self {
             width,
             height,
-            fit: raw.fit.unwrap_or_default(),
+            fit,
             format,
             quality: raw
                 .quality
@@ -492,6 +766,15 @@ impl TryFrom<RawSpec> for TransformSpec {
             enlarge: raw.enlarge.unwrap_or(false),
             lossless,
             background: raw.background.unwrap_or(Rgb::WHITE),
+            position,
+            focal,
+            rotate: raw
+                .rotate
+                .map(Rotation::new)
+                .transpose()?
+                .unwrap_or_default(),
+            flip: raw.flip.unwrap_or(false),
+            flop: raw.flop.unwrap_or(false),
         })
     }
 }
@@ -507,6 +790,14 @@ impl From<TransformSpec> for RawSpec {
             enlarge: Some(s.enlarge),
             lossless: Some(s.lossless),
             background: Some(s.background),
+            // The parameters added later are written only when set, so that a spec without
+            // them stores and reads as it always did.
+            position: (s.position != Position::Centre).then_some(s.position),
+            fx: s.focal.map(FocalPoint::fx),
+            fy: s.focal.map(FocalPoint::fy),
+            rotate: (s.rotate != Rotation::None).then_some(s.rotate.degrees()),
+            flip: s.flip.then_some(true),
+            flop: s.flop.then_some(true),
         }
     }
 }
@@ -528,6 +819,20 @@ fn parse_u32(param: &str, value: &str, range: &str) -> Result<u32, ParamError> {
     match value.parse::<u64>() {
         Ok(v) => Ok(u32::try_from(v).unwrap_or(u32::MAX)),
         Err(_) => Ok(u32::MAX),
+    }
+}
+
+/// A finite decimal such as `0.25` or `1e-2` (range-checked by the caller).
+fn parse_fraction(param: &str, value: &str) -> Result<f64, ParamError> {
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(ParamError::new(
+            param,
+            format!(
+                "{param} must be a number 0.0..=1.0, got {:?}",
+                truncate(value)
+            ),
+        )),
     }
 }
 
@@ -685,6 +990,152 @@ mod tests {
                 (*param, *msg),
                 "{q:?}"
             );
+        }
+    }
+
+    #[test]
+    fn crop_control_and_orientation() {
+        let s = parse(&[
+            ("width", "300"),
+            ("height", "200"),
+            ("fit", "cover"),
+            ("fx", "0.25"),
+            ("fy", "1"),
+            ("rotate", "270"),
+            ("flip", "true"),
+            ("flop", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.focal_point(),
+            Some(FocalPoint {
+                x: 2_500,
+                y: 10_000
+            })
+        );
+        assert_eq!(s.position(), Position::Centre);
+        assert_eq!(s.rotate(), Rotation::Cw270);
+        assert!(s.flip() && s.flop());
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["fx"], 0.25);
+        assert_eq!(json["rotate"], 270);
+        assert_eq!(serde_json::from_value::<TransformSpec>(json).unwrap(), s);
+
+        let g = parse(&[("width", "9"), ("fit", "contain"), ("position", "center")]).unwrap();
+        assert_eq!(g.position(), Position::Centre);
+        let g = parse(&[
+            ("width", "9"),
+            ("fit", "contain"),
+            ("position", "southwest"),
+        ])
+        .unwrap();
+        assert_eq!(g.position().anchors(), Some((Anchor::Start, Anchor::End)));
+        let a = parse(&[("width", "9"), ("fit", "cover"), ("position", "attention")]).unwrap();
+        assert!(a.position().is_content_aware());
+        assert_eq!(serde_json::to_value(&a).unwrap()["position"], "attention");
+
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case<'_>] = &[
+            (
+                &[("width", "9"), ("fit", "cover"), ("position", "top")],
+                "position",
+                "position must be one of centre, north, northeast, east, southeast, south, \
+                 southwest, west, northwest, entropy, attention, got \"top\"",
+            ),
+            (
+                &[("width", "9"), ("position", "north")],
+                "position",
+                "position=north needs fit=cover or fit=contain (fit=inside neither crops nor \
+                 letterboxes)",
+            ),
+            (
+                &[("width", "9"), ("fit", "contain"), ("position", "entropy")],
+                "position",
+                "position=entropy needs fit=cover",
+            ),
+            (
+                &[("width", "9"), ("fit", "cover"), ("fx", "0.5")],
+                "fy",
+                "fx and fy go together: the focal point, each 0.0..=1.0 of the width and height",
+            ),
+            (
+                &[("width", "9"), ("fit", "cover"), ("fx", "1.5"), ("fy", "0")],
+                "fx",
+                "fx must be a number 0.0..=1.0, got 1.5",
+            ),
+            (
+                &[
+                    ("width", "9"),
+                    ("fit", "cover"),
+                    ("fx", "-0.1"),
+                    ("fy", "0"),
+                ],
+                "fx",
+                "fx must be a number 0.0..=1.0, got -0.1",
+            ),
+            (
+                &[
+                    ("width", "9"),
+                    ("fit", "cover"),
+                    ("fx", "0.5"),
+                    ("fy", "NaN"),
+                ],
+                "fy",
+                "fy must be a number 0.0..=1.0, got \"NaN\"",
+            ),
+            (
+                &[
+                    ("width", "9"),
+                    ("fit", "contain"),
+                    ("fx", "0.5"),
+                    ("fy", "0.5"),
+                ],
+                "fx",
+                "fx and fy (the point the crop is centred on) need fit=cover",
+            ),
+            (
+                &[
+                    ("width", "9"),
+                    ("fit", "cover"),
+                    ("fx", "0.5"),
+                    ("fy", "0.5"),
+                    ("position", "north"),
+                ],
+                "position",
+                "give either position or a focal point (fx, fy), not both",
+            ),
+            (
+                &[("width", "9"), ("rotate", "45")],
+                "rotate",
+                "rotate must be one of 0, 90, 180, 270, got 45",
+            ),
+            (
+                &[("width", "9"), ("rotate", "-90")],
+                "rotate",
+                "rotate must be an integer 0, 90, 180 or 270, got \"-90\"",
+            ),
+            (
+                &[("width", "9"), ("flop", "yes")],
+                "flop",
+                "flop must be true or false, got \"yes\"",
+            ),
+        ];
+        for (q, param, msg) in cases {
+            let err = parse(q).unwrap_err();
+            assert_eq!(
+                (err.param.as_str(), err.message.as_str()),
+                (*param, *msg),
+                "{q:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spec_without_the_later_parameters_stores_as_before() {
+        let s = parse(&[("width", "10"), ("rotate", "0"), ("flip", "false")]).unwrap();
+        let json = serde_json::to_value(&s).unwrap();
+        for later in ["position", "fx", "fy", "rotate", "flip", "flop"] {
+            assert!(json.get(later).is_none(), "{later} in {json}");
         }
     }
 

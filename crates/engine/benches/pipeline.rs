@@ -83,13 +83,21 @@ fn bench(c: &mut Criterion) {
             }
         }
     }
-    let cover =
-        TransformSpec::from_pairs([("width", "300"), ("height", "300"), ("fit", "cover")]).unwrap();
-    g.bench_with_input(
-        BenchmarkId::new("jpeg->jpeg cover", "300x300"),
-        &inputs[0].1,
-        |b, bytes| b.iter(|| process(bytes, &cover, &limits).unwrap()),
-    );
+    // The centre crop, and the content-aware ones (their analysis on top of the same work).
+    for position in ["centre", "entropy", "attention"] {
+        let cover = TransformSpec::from_pairs([
+            ("width", "300"),
+            ("height", "300"),
+            ("fit", "cover"),
+            ("position", position),
+        ])
+        .unwrap();
+        g.bench_with_input(
+            BenchmarkId::new(format!("jpeg->jpeg cover {position}"), "300x300"),
+            &inputs[0].1,
+            |b, bytes| b.iter(|| process(bytes, &cover, &limits).unwrap()),
+        );
+    }
     g.finish();
 
     let mut g = c.benchmark_group("avif");

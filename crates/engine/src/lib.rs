@@ -4,7 +4,8 @@
 //!   The limits are checked from the header ([`resizer_core::image::probe`]) before anything is
 //!   decoded.
 //! - [`pixels`]: the pixel buffers the stages pass along.
-//! - decode (shrink-on-load) → resize → colour → orient → encode, in their own modules.
+//! - decode (shrink-on-load) → (content-aware crop) → resize → colour → orient → encode, in
+//!   their own modules.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ mod encode;
 pub mod pixels;
 mod resize;
 mod run;
+mod smartcrop;
 
 #[doc(hidden)]
 pub use run::Tuning;

@@ -3,12 +3,12 @@
 
 use fast_image_resize::{FilterType, Resizer};
 
-use resizer_core::image::geometry::{self, Orientation, RectF};
+use resizer_core::image::geometry::{self, Orientation, Plan, RectF};
 use resizer_core::image::{ImageError, Limits, header};
-use resizer_core::transform::{Format, TransformSpec};
+use resizer_core::transform::{Format, Position, TransformSpec};
 
 use crate::pixels::{Bitmap, Pixels};
-use crate::{Output, color, decode, encode, resize};
+use crate::{Output, color, decode, encode, resize, smartcrop};
 
 /// Knobs the benchmarks turn; `process` uses the defaults.
 #[derive(Debug, Clone, Copy)]
@@ -47,9 +47,14 @@ pub fn run_tuned(
     let info = header::probe(bytes, limits)?;
     let out_format = spec.output_format(info.format);
 
+    // The caller's rotate and flips turn the image after its EXIF orientation: one
+    // orientation does both.
+    let turn = Orientation::requested(spec);
+
     // Decode, knowing the plan first for JPEG so that it can shrink on load.
-    let (decoded, plan, (sw, sh)) = if info.format == Format::Jpeg {
-        let (hdr, orientation) = decode::jpeg_meta(bytes)?;
+    let (decoded, mut plan, (sw, sh)) = if info.format == Format::Jpeg {
+        let (hdr, exif) = decode::jpeg_meta(bytes)?;
+        let orientation = exif.then(turn);
         let (dw, dh) = displayed(info.width, info.height, orientation);
         let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
         limits.check_output(plan.canvas_w, plan.canvas_h, out_format, spec.lossless())?;
@@ -60,7 +65,8 @@ pub fn run_tuned(
         // The orientation of these formats is known only once decoded: refuse before decoding
         // what is too large either way, and the exact size right after.
         limits.check_output_of(&info, spec)?;
-        let d = decode::other(bytes, &info)?;
+        let mut d = decode::other(bytes, &info)?;
+        d.orientation = d.orientation.then(turn);
         let (w, h) = (d.pixels.width() as u32, d.pixels.height() as u32);
         let (dw, dh) = displayed(w, h, d.orientation);
         let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
@@ -72,6 +78,18 @@ pub fn run_tuned(
     // (unrotated) and maybe shrunk on load.
     let o = decoded.orientation;
     let (dw, dh) = displayed(sw, sh, o);
+    let mut resizer = Resizer::new();
+    if spec.position().is_content_aware() && plan.is_cropped(dw, dh) {
+        let (x, y) = content_aware_origin(
+            &mut resizer,
+            &decoded.pixels,
+            o,
+            &plan,
+            (dw, dh),
+            spec.position(),
+        )?;
+        plan.move_crop(x, y, dw, dh);
+    }
     let stored = o.rect_to_stored(plan.src, f64::from(dw), f64::from(dh));
     let rx = decoded.pixels.width() as f64 / f64::from(sw);
     let ry = decoded.pixels.height() as f64 / f64::from(sh);
@@ -84,7 +102,6 @@ pub fn run_tuned(
     let (tw, th) = displayed(plan.resize_w, plan.resize_h, o);
     let (tw, th) = (tw as usize, th as usize);
 
-    let mut resizer = Resizer::new();
     let bg = spec.background().0;
     let alpha_out = matches!(out_format, Format::Png | Format::Webp | Format::Avif);
     let quality = spec.quality().get();
@@ -169,6 +186,48 @@ pub fn run_tuned(
         }
     };
     Ok(output(bytes, out_format, w, h, info))
+}
+
+/// Where a content-aware crop puts the plan's window (its left and top, in input pixels of the
+/// displayed frame): chosen on the whole image rendered small, at the scale of the resize, at
+/// most [`smartcrop::ANALYSIS_SIDE`] a side, in RGB and turned as displayed.
+fn content_aware_origin(
+    resizer: &mut Resizer,
+    pixels: &Pixels,
+    o: Orientation,
+    plan: &Plan,
+    (dw, dh): (u32, u32),
+    strategy: Position,
+) -> Result<(f64, f64), ImageError> {
+    let scale = (f64::from(plan.resize_w) / plan.src.w)
+        .min(smartcrop::ANALYSIS_SIDE as f64 / f64::from(dw.max(dh)));
+    let aw = ((f64::from(dw) * scale).round() as usize).max(1);
+    let ah = ((f64::from(dh) * scale).round() as usize).max(1);
+    let (tw, th) = displayed(aw as u32, ah as u32, o);
+    let (tw, th) = (tw as usize, th as usize);
+    let whole = |w: usize, h: usize| RectF {
+        x: 0.0,
+        y: 0.0,
+        w: w as f64,
+        h: h as f64,
+    };
+    let filter = FilterType::Bilinear;
+    let rgb = match pixels {
+        Pixels::Yuv(y) => {
+            let p = resize::yuv(resizer, y, whole(y.w, y.h), tw, th, 1, 1, filter)?;
+            color::yuv_to_rgb(&p.y, &p.u, &p.v, p.w, p.h)
+        }
+        Pixels::Bitmap(b) => {
+            let small = resize::bitmap(resizer, b, whole(b.w, b.h), tw, th, filter)?;
+            color::to_channels(small, 3)
+        }
+    };
+    let (data, w, h) = o.apply(rgb.data, rgb.w, rgb.h, 3);
+    let (sx, sy) = (w as f64 / f64::from(dw), h as f64 / f64::from(dh));
+    let cw = (plan.src.w * sx).round() as usize;
+    let ch = (plan.src.h * sy).round() as usize;
+    let (left, top) = smartcrop::window(&Bitmap::new(data, w, h, 3), cw, ch, strategy);
+    Ok((left as f64 / sx, top as f64 / sy))
 }
 
 fn output(bytes: Vec<u8>, format: Format, w: usize, h: usize, input: super::ImageInfo) -> Output {

@@ -288,6 +288,170 @@ fn orientation_from_png_and_webp() {
 }
 
 #[test]
+fn rotate_flip_and_flop_turn_the_image_after_its_exif_orientation() {
+    // Each request on an unrotated image looks like the EXIF orientation it amounts to.
+    let plain = jpeg_rgb(&quadrants(W, H), W, H);
+    let rgb = quadrants(W, H);
+    let png = png_encode(
+        &rgb,
+        W as u32,
+        H as u32,
+        image::ExtendedColorType::Rgb8,
+        None,
+        None,
+    );
+    let cases: &[(&[(&str, &str)], u16)] = &[
+        (&[("rotate", "90")], 6),
+        (&[("rotate", "180")], 3),
+        (&[("rotate", "270")], 8),
+        (&[("flop", "true")], 2),
+        (&[("flip", "true")], 4),
+        (&[("rotate", "90"), ("flop", "true")], 5),
+        (&[("rotate", "90"), ("flip", "true")], 7),
+    ];
+    for (q, exif) in cases {
+        for (name, bytes) in [("jpeg", &plain), ("png", &png)] {
+            for fmt in ["jpeg", "png"] {
+                let mut all = vec![("width", "40"), ("format", fmt)];
+                all.extend_from_slice(q);
+                let out = run(bytes, &all);
+                assert_eq!(out.width, 40, "{q:?}");
+                check_orientation(&format!("{name}→{fmt} {q:?}"), *exif, &out);
+            }
+        }
+    }
+    // After EXIF: a photo stored turned (6) and turned back by the caller (270) is upright.
+    let turned = jpeg_with_orientation(&plain, 6);
+    let out = run(&turned, &[("width", "40"), ("rotate", "270")]);
+    check_orientation("exif 6 + rotate 270", 1, &out);
+    let out = run(&turned, &[("width", "40"), ("rotate", "90")]);
+    check_orientation("exif 6 + rotate 90", 3, &out);
+}
+
+/// Three vertical bands, red | green | blue, `w × h`.
+fn bands(w: usize, h: usize) -> Vec<u8> {
+    (0..w * h)
+        .flat_map(|i| match 3 * (i % w) / w {
+            0 => RED,
+            1 => GREEN,
+            _ => BLUE,
+        })
+        .collect()
+}
+
+#[test]
+fn cover_keeps_the_side_the_position_names_and_contain_places_the_image() {
+    let bytes = jpeg_rgb(&bands(600, 200), 600, 200);
+    let cover = |q: &[(&str, &str)]| {
+        let mut all = vec![
+            ("width", "100"),
+            ("height", "100"),
+            ("fit", "cover"),
+            ("format", "png"),
+        ];
+        all.extend_from_slice(q);
+        let img = decode_rgba(&run(&bytes, &all).bytes);
+        assert_eq!((img.1, img.2), (100, 100), "{q:?}");
+        px(&img, 50, 50)
+    };
+    assert!(close(cover(&[]), GREEN, 40));
+    assert!(close(cover(&[("position", "west")]), RED, 40));
+    assert!(close(cover(&[("position", "southeast")]), BLUE, 40));
+    assert!(close(cover(&[("fx", "0.9"), ("fy", "0.5")]), BLUE, 40));
+    assert!(close(cover(&[("fx", "0.1"), ("fy", "0.5")]), RED, 40));
+
+    // contain: a 300 × 100 image in a 300 × 300 box, at the top, middle or bottom.
+    let img = |position: &str| {
+        decode_rgba(
+            &run(
+                &bytes,
+                &[
+                    ("width", "300"),
+                    ("height", "300"),
+                    ("fit", "contain"),
+                    ("background", "000000"),
+                    ("format", "png"),
+                    ("position", position),
+                ],
+            )
+            .bytes,
+        )
+    };
+    let north = img("north");
+    assert!(close(px(&north, 50, 50), RED, 40) && close(px(&north, 50, 250), [0; 3], 5));
+    let south = img("south");
+    assert!(close(px(&south, 50, 250), RED, 40) && close(px(&south, 50, 50), [0; 3], 5));
+}
+
+/// The mean absolute difference between horizontally adjacent pixels, over R, G and B: 0 for a
+/// flat image.
+fn detail(img: &(Vec<u8>, usize, usize)) -> f64 {
+    let mut sum = 0u64;
+    for y in 0..img.2 {
+        for x in 1..img.1 {
+            let (a, b) = (px(img, x, y), px(img, x - 1, y));
+            sum += (0..3).map(|c| u64::from(a[c].abs_diff(b[c]))).sum::<u64>();
+        }
+    }
+    sum as f64 / (img.2 * (img.1 - 1)) as f64
+}
+
+#[test]
+fn content_aware_crops_keep_what_is_interesting() {
+    // 1200 × 600 flat grey with a detailed 200 × 200 patch (the test pattern's rings) near the
+    // right edge, and a saturated red disc near the left edge of a second image.
+    let (w, h) = (1200, 600);
+    let rings = pattern(200, 200);
+    let detailed: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            let (x, y) = (i % w, i / w);
+            if (950..1150).contains(&x) && (200..400).contains(&y) {
+                let j = ((y - 200) * 200 + (x - 950)) * 3;
+                [rings[j], rings[j + 1], rings[j + 2]]
+            } else {
+                [128, 128, 128]
+            }
+        })
+        .collect();
+    let bytes = jpeg_rgb(&detailed, w, h);
+    let crop = |bytes: &[u8], position: &str| {
+        decode_rgba(
+            &run(
+                bytes,
+                &[
+                    ("width", "150"),
+                    ("height", "150"),
+                    ("fit", "cover"),
+                    ("format", "png"),
+                    ("position", position),
+                ],
+            )
+            .bytes,
+        )
+    };
+    assert!(detail(&crop(&bytes, "centre")) < 0.5);
+    for position in ["entropy", "attention"] {
+        let d = detail(&crop(&bytes, position));
+        assert!(d > 5.0, "{position}: detail {d}");
+    }
+
+    let disc: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            let (dx, dy) = ((i % w) as f64 - 150.0, (i / w) as f64 - 300.0);
+            if dx * dx + dy * dy < 80.0 * 80.0 {
+                RED
+            } else {
+                [128, 128, 128]
+            }
+        })
+        .collect();
+    let bytes = jpeg_rgb(&disc, w, h);
+    let out = crop(&bytes, "attention");
+    assert!(close(px(&out, 38, 75), RED, 40), "{:?}", px(&out, 38, 75));
+    assert!(!close(px(&crop(&bytes, "centre"), 75, 75), RED, 60));
+}
+
+#[test]
 fn fit_modes_end_to_end() {
     let bytes = jpeg_rgb(&pattern(400, 200), 400, 200);
     type Case<'a> = (&'a [(&'a str, &'a str)], (u32, u32));

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use resizer_api::CODES;
 use resizer_core::contract::Route;
+use resizer_core::transform::PARAMS;
 use serde_yaml::Value;
 
 fn spec() -> Value {
@@ -27,6 +28,48 @@ fn routes_match() {
         .map(|r| (r.method().to_owned(), r.path().to_owned()))
         .collect();
     assert_eq!(documented, routed);
+}
+
+/// The names of a schema's properties.
+fn properties(spec: &Value, schema: &str) -> BTreeSet<String> {
+    spec["components"]["schemas"][schema]["properties"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{schema} has properties"))
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_transform_parameter_is_documented_in_each_place() {
+    let spec = spec();
+    let params: BTreeSet<String> = PARAMS.iter().map(|p| (*p).to_owned()).collect();
+    let query: BTreeSet<String> = spec["paths"]["/v1/jobs"]["post"]["parameters"]
+        .as_sequence()
+        .expect("parameters")
+        .iter()
+        .map(|p| {
+            let name = p["$ref"]
+                .as_str()
+                .expect("$ref")
+                .rsplit('/')
+                .next()
+                .unwrap();
+            let resolved = &spec["components"]["parameters"][name];
+            assert!(resolved.is_mapping(), "{name} is defined");
+            resolved["name"].as_str().unwrap().to_owned()
+        })
+        .filter(|n| n != "wait" && n != "Idempotency-Key")
+        .collect();
+    assert_eq!(query, params, "POST /v1/jobs query parameters");
+    let mut upload = properties(&spec, "UploadJobRequest");
+    assert!(upload.remove("upload_id") && upload.remove("wait"));
+    assert_eq!(upload, params, "UploadJobRequest");
+    assert_eq!(
+        properties(&spec, "Params"),
+        params,
+        "Params (the job's echo)"
+    );
 }
 
 /// The codes a response description names, as `code` in backticks.

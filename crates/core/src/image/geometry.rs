@@ -1,9 +1,10 @@
-//! Fit maths (sharp's, centre gravity) and EXIF orientation.
+//! Fit maths (sharp's, with its gravities and a focal point) and orientation (EXIF's, then the
+//! caller's rotate and flips).
 //!
 //! Everything here is pure arithmetic on dimensions; no pixels are touched except by the
 //! orientation transforms at the bottom, which run on the (small) output.
 
-use crate::transform::{Fit, TransformSpec};
+use crate::transform::{Anchor, Fit, Rotation, TransformSpec};
 
 use super::ImageError;
 
@@ -77,6 +78,55 @@ impl Orientation {
                 | Orientation::Transverse
                 | Orientation::Rotate270
         )
+    }
+
+    /// The orientation that displays in one step what displaying with `self` and then turning
+    /// the result by `next` displays: EXIF's orientation, then the caller's rotate and flips.
+    pub fn then(self, next: Orientation) -> Orientation {
+        // The eight are the symmetries of a rectangle, and a 2 × 3 one tells them all apart.
+        let (sw, sh) = (2, 3);
+        let (mw, mh) = if self.swaps_axes() {
+            (sh, sw)
+        } else {
+            (sw, sh)
+        };
+        let (fw, fh) = if next.swaps_axes() {
+            (mh, mw)
+        } else {
+            (mw, mh)
+        };
+        let composed = |x, y| {
+            let (mx, my) = next.source_of(x, y, fw, fh);
+            self.source_of(mx, my, mw, mh)
+        };
+        Orientation::ALL
+            .into_iter()
+            .find(|o| {
+                o.swaps_axes() == (self.swaps_axes() != next.swaps_axes())
+                    && (0..fh).all(|y| (0..fw).all(|x| o.source_of(x, y, fw, fh) == composed(x, y)))
+            })
+            .expect("the symmetries of a rectangle are closed under composition")
+    }
+
+    /// The turn a spec asks for after EXIF orientation: `rotate` clockwise, then `flip` (top to
+    /// bottom), then `flop` (left to right), as sharp orders them.
+    pub fn requested(spec: &TransformSpec) -> Orientation {
+        let rotated = match spec.rotate() {
+            Rotation::None => Orientation::Normal,
+            Rotation::Cw90 => Orientation::Rotate90,
+            Rotation::Cw180 => Orientation::Rotate180,
+            Rotation::Cw270 => Orientation::Rotate270,
+        };
+        let flipped = if spec.flip() {
+            rotated.then(Orientation::FlipV)
+        } else {
+            rotated
+        };
+        if spec.flop() {
+            flipped.then(Orientation::FlipH)
+        } else {
+            flipped
+        }
     }
 
     /// Where the displayed pixel `(x, y)` of a `dw × dh` displayed image is stored.
@@ -214,11 +264,44 @@ impl Plan {
     pub fn is_letterboxed(&self) -> bool {
         self.canvas_w != self.resize_w || self.canvas_h != self.resize_h
     }
+
+    /// Whether only part of the input is kept (`cover` on an input of another aspect).
+    pub fn is_cropped(&self, w: u32, h: u32) -> bool {
+        self.src.w < f64::from(w) || self.src.h < f64::from(h)
+    }
+
+    /// Moves the crop window to `(x, y)` (input pixels of the displayed frame), kept inside
+    /// the `w × h` input: where a content-aware crop decided it should be.
+    pub fn move_crop(&mut self, x: f64, y: f64, w: u32, h: u32) {
+        self.src.x = x.clamp(0.0, (f64::from(w) - self.src.w).max(0.0));
+        self.src.y = y.clamp(0.0, (f64::from(h) - self.src.h).max(0.0));
+    }
+}
+
+/// The offset of a `part` inside a `whole` along one axis, by a gravity's anchor. `Middle`
+/// rounds up for a crop (sharp's `(in - out + 1) / 2`) and down for a letterbox (its
+/// `(out - in) / 2`).
+fn anchored(anchor: Anchor, slack: u32, round_up: bool) -> u32 {
+    match anchor {
+        Anchor::Start => 0,
+        Anchor::Middle if round_up => slack.div_ceil(2),
+        Anchor::Middle => slack / 2,
+        Anchor::End => slack,
+    }
+}
+
+/// The offset of a `part`-pixel crop of a `whole`-pixel axis centred on `fraction` of it, kept
+/// inside.
+fn focal(fraction: f64, whole: u32, part: u32) -> u32 {
+    let left = (fraction * f64::from(whole) - f64::from(part) / 2.0).round();
+    left.clamp(0.0, f64::from(whole - part)) as u32
 }
 
 /// Computes the output geometry for a displayed (already oriented) input of `w × h`, exactly as
 /// sharp 0.3x does (`ResolveShrink`, libvips' rounding of the resized size, then crop or embed
-/// with centre gravity). Fails with `DimensionsTooLarge` when a side would exceed `max_side`.
+/// by the spec's gravity or focal point; a content-aware crop starts centred and is moved once
+/// the pixels are known, see [`Plan::move_crop`]). Fails with `DimensionsTooLarge` when a side
+/// would exceed `max_side`.
 pub fn plan(w: u32, h: u32, spec: &TransformSpec, max_side: u32) -> Result<Plan, ImageError> {
     let (wf, hf) = (f64::from(w), f64::from(h));
     let tw = spec.width();
@@ -288,14 +371,20 @@ pub fn plan(w: u32, h: u32, spec: &TransformSpec, max_side: u32) -> Result<Plan,
     };
     match fit {
         Fit::Cover => {
-            // Crop the resized image to the box (never beyond the image), centred like sharp:
-            // left = (in - out + 1) / 2 in integer pixels of the resized image. We crop the
-            // source instead, which is the same region without resizing what is thrown away.
+            // Crop the resized image to the box (never beyond the image), placed like sharp
+            // (centred: left = (in - out + 1) / 2 in integer pixels of the resized image). We
+            // crop the source instead, which is the same region without resizing what is
+            // thrown away.
             let cw = tw.map_or(rw, |t| t.min(rw));
             let ch = th.map_or(rh, |t| t.min(rh));
             if cw != rw || ch != rh {
-                let left = (rw - cw).div_ceil(2);
-                let top = (rh - ch).div_ceil(2);
+                let (left, top) = match (spec.focal_point(), spec.position().anchors()) {
+                    (Some(p), _) => (focal(p.fx(), rw, cw), focal(p.fy(), rh, ch)),
+                    (None, Some((ax, ay))) => {
+                        (anchored(ax, rw - cw, true), anchored(ay, rh - ch, true))
+                    }
+                    (None, None) => ((rw - cw).div_ceil(2), (rh - ch).div_ceil(2)),
+                };
                 let sx = wf / f64::from(rw);
                 let sy = hf / f64::from(rh);
                 plan.src = RectF {
@@ -317,8 +406,12 @@ pub fn plan(w: u32, h: u32, spec: &TransformSpec, max_side: u32) -> Result<Plan,
             check_side(f64::from(cw), f64::from(ch), max_side)?;
             plan.canvas_w = cw;
             plan.canvas_h = ch;
-            plan.embed_x = (cw - rw) / 2;
-            plan.embed_y = (ch - rh) / 2;
+            let (ax, ay) = spec
+                .position()
+                .anchors()
+                .unwrap_or((Anchor::Middle, Anchor::Middle));
+            plan.embed_x = anchored(ax, cw - rw, false);
+            plan.embed_y = anchored(ay, ch - rh, false);
         }
         Fit::Fill | Fit::Inside | Fit::Outside => {}
     }
@@ -428,6 +521,121 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.src.x, 1.0);
+    }
+
+    #[test]
+    fn cover_crops_where_the_gravity_or_the_focal_point_says() {
+        let at = |q: &[(&str, &str)]| {
+            let mut all = vec![("width", "100"), ("height", "100"), ("fit", "cover")];
+            all.extend_from_slice(q);
+            let p = plan(1000, 500, &spec(&all), 8192).unwrap();
+            assert_eq!((p.src.w, p.src.h), (500.0, 500.0), "{q:?}");
+            (p.src.x, p.src.y)
+        };
+        // Resized to 200 × 100: the 100 × 100 window slides along x only (source px = 5 ×).
+        assert_eq!(at(&[("position", "west")]), (0.0, 0.0));
+        assert_eq!(at(&[("position", "northwest")]), (0.0, 0.0));
+        assert_eq!(at(&[("position", "north")]), (250.0, 0.0));
+        assert_eq!(at(&[("position", "east")]), (500.0, 0.0));
+        assert_eq!(at(&[("position", "southeast")]), (500.0, 0.0));
+        // The focal point centres the window (x = 0.7 × 200 - 50 = 90 → 450 px), kept inside.
+        assert_eq!(at(&[("fx", "0.7"), ("fy", "0.5")]), (450.0, 0.0));
+        assert_eq!(at(&[("fx", "0.99"), ("fy", "0")]), (500.0, 0.0));
+        assert_eq!(at(&[("fx", "0"), ("fy", "1")]), (0.0, 0.0));
+        // A content-aware crop starts centred; the engine moves it, kept inside.
+        let mut p = plan(
+            1000,
+            500,
+            &spec(&[
+                ("width", "100"),
+                ("height", "100"),
+                ("fit", "cover"),
+                ("position", "entropy"),
+            ]),
+            8192,
+        )
+        .unwrap();
+        assert_eq!(p.src.x, 250.0);
+        assert!(p.is_cropped(1000, 500));
+        p.move_crop(900.0, -3.0, 1000, 500);
+        assert_eq!((p.src.x, p.src.y), (500.0, 0.0));
+        // Vertical slack: a tall input.
+        let p = plan(
+            500,
+            1000,
+            &spec(&[
+                ("width", "100"),
+                ("height", "100"),
+                ("fit", "cover"),
+                ("position", "south"),
+            ]),
+            8192,
+        )
+        .unwrap();
+        assert_eq!((p.src.x, p.src.y), (0.0, 500.0));
+    }
+
+    #[test]
+    fn contain_places_the_image_by_its_gravity() {
+        let at = |position: &str| {
+            let p = plan(
+                1000,
+                500,
+                &spec(&[
+                    ("width", "101"),
+                    ("height", "101"),
+                    ("fit", "contain"),
+                    ("position", position),
+                ]),
+                8192,
+            )
+            .unwrap();
+            assert_eq!((p.resize_w, p.resize_h), (101, 51));
+            (p.embed_x, p.embed_y)
+        };
+        assert_eq!(at("centre"), (0, 25));
+        assert_eq!(at("north"), (0, 0));
+        assert_eq!(at("south"), (0, 50));
+        assert_eq!(at("west"), (0, 25));
+    }
+
+    #[test]
+    fn orientations_compose() {
+        use Orientation::*;
+        assert_eq!(Rotate90.then(Rotate90), Rotate180);
+        assert_eq!(Rotate90.then(Rotate270), Normal);
+        assert_eq!(Rotate270.then(Rotate180), Rotate90);
+        assert_eq!(FlipH.then(FlipH), Normal);
+        assert_eq!(FlipH.then(FlipV), Rotate180);
+        // Applying a then b to pixels is applying a.then(b).
+        let src: Vec<u8> = (0..12).collect();
+        for a in Orientation::ALL {
+            assert_eq!(a.then(Normal), a);
+            assert_eq!(Normal.then(a), a);
+            for b in Orientation::ALL {
+                let (mid, mw, mh) = a.apply(src.clone(), 4, 3, 1);
+                let two_steps = b.apply(mid, mw, mh, 1);
+                assert_eq!(
+                    a.then(b).apply(src.clone(), 4, 3, 1),
+                    two_steps,
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        let turn = |q: &[(&str, &str)]| {
+            let mut all = vec![("width", "10")];
+            all.extend_from_slice(q);
+            Orientation::requested(&spec(&all))
+        };
+        assert_eq!(turn(&[]), Normal);
+        assert_eq!(turn(&[("rotate", "90")]), Rotate90);
+        assert_eq!(turn(&[("flip", "true")]), FlipV);
+        assert_eq!(turn(&[("flop", "true")]), FlipH);
+        assert_eq!(turn(&[("flip", "true"), ("flop", "true")]), Rotate180);
+        // [a b / c d] turned clockwise is [c a / d b]; mirrored top to bottom, [d b / c a]:
+        // the transverse. Mirrored left to right instead, [a c / b d]: the transpose.
+        assert_eq!(turn(&[("rotate", "90"), ("flip", "true")]), Transverse);
+        assert_eq!(turn(&[("rotate", "90"), ("flop", "true")]), Transpose);
     }
 
     #[test]

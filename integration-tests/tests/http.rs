@@ -404,6 +404,59 @@ async fn the_service_end_to_end_over_http() {
         assert_eq!(a.json["error"]["message"], message, "{query}");
     }
 
+    // ---- format=auto: the best format the request's Accept header names ----
+    let see_through = encode(
+        &image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(300, 200, |x, _| {
+            image::Rgba([200, 60, 60, if x < 150 { 0 } else { 255 }])
+        })),
+        image::ImageFormat::Png,
+    );
+    let opaque_png = encode(
+        &image::DynamicImage::ImageRgb8(rgb_image(300, 200)),
+        image::ImageFormat::Png,
+    );
+    for (accept, (ct, body), chosen, took) in [
+        // Chrome's header for images.
+        (
+            "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+            ("image/jpeg", &jpeg_in),
+            "avif",
+            json!(["avif", "webp"]),
+        ),
+        (
+            "image/webp,*/*",
+            ("image/png", &see_through),
+            "webp",
+            json!(["webp"]),
+        ),
+        ("*/*", ("image/png", &see_through), "png", json!([])),
+        (
+            "image/png,image/*;q=0.8",
+            ("image/png", &opaque_png),
+            "jpeg",
+            json!([]),
+        ),
+    ] {
+        let a = c
+            .send(
+                c.post(
+                    "/v1/jobs?width=150&format=auto&wait=20",
+                    Some(&key),
+                    Some(ct),
+                    body.clone(),
+                )
+                .header("accept", accept),
+            )
+            .await;
+        assert_eq!(a.json["status"], "done", "{accept}: {}", a.json);
+        assert_eq!(a.json["params"]["format"], "auto", "{}", a.json);
+        assert_eq!(a.json["params"]["accept"], took, "{accept}");
+        assert_eq!(a.json["result"]["format"], chosen, "{accept}");
+        let got = download(a.json["result"]["url"].as_str().unwrap()).await;
+        assert_eq!(dimensions(&got).0, chosen, "{accept}");
+        jobs.push((a.json["job_id"].as_str().unwrap().into(), key.clone()));
+    }
+
     // Never enlarged unless asked.
     let a = c
         .send(c.post(

@@ -48,7 +48,8 @@ pub struct ResizeArgs {
     /// cover, contain, fill, inside or outside.
     #[arg(long)]
     fit: Option<String>,
-    /// jpeg, png, webp or avif (default: the input's; GIF becomes PNG).
+    /// jpeg, png, webp or avif (default: the input's; GIF becomes PNG); auto: the service
+    /// chooses among all four for the image (this CLI reads every one of them).
     #[arg(long)]
     format: Option<String>,
     /// 1..=100.
@@ -292,6 +293,8 @@ pub async fn resize(a: ResizeArgs) -> CliResult {
     let mime = sniff_mime(&data);
     let wait = a.timeout.clamp(1, 20);
     let mut query = params(&a);
+    // What `format=auto` chooses from: this CLI saves whatever comes back.
+    const ACCEPT: &str = "image/avif,image/webp,image/png,image/jpeg";
     let mut job: JobResource = if len <= INLINE_MAX {
         query.push(("wait", wait.to_string()));
         let pb = progress(len, "upload");
@@ -300,6 +303,7 @@ pub async fn resize(a: ResizeArgs) -> CliResult {
                 api.http
                     .post(api.url("/v1/jobs"))
                     .query(&query)
+                    .header("accept", ACCEPT)
                     .header("content-type", mime)
                     .header("content-length", len)
                     .body(streamed(data, pb.clone())),
@@ -350,8 +354,13 @@ pub async fn resize(a: ResizeArgs) -> CliResult {
         for (k, v) in &query {
             body[*k] = json!(v);
         }
-        api.send(api.http.post(api.url("/v1/jobs")).json(&body))
-            .await?
+        api.send(
+            api.http
+                .post(api.url("/v1/jobs"))
+                .header("accept", ACCEPT)
+                .json(&body),
+        )
+        .await?
     };
     let deadline = started + Duration::from_secs(a.timeout);
     while !job.status.is_terminal() {

@@ -355,6 +355,74 @@ impl Rotation {
     }
 }
 
+/// What `format=auto` may choose beyond JPEG and PNG: the formats the client's `Accept` header
+/// names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Accepted {
+    pub avif: bool,
+    pub webp: bool,
+}
+
+impl Accepted {
+    /// Reads an HTTP `Accept` header. A format counts when it is named with a quality above 0;
+    /// `image/*` and `*/*` name none (as imgproxy and Cloudflare read them: every client sends
+    /// them, and not every client decodes AVIF).
+    pub fn from_header(accept: Option<&str>) -> Self {
+        let mut a = Accepted::default();
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let refused = parts.any(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                k.trim().eq_ignore_ascii_case("q")
+                    && v.trim().parse::<f64>().is_ok_and(|q| q <= 0.0)
+            });
+            match media.as_str() {
+                "image/avif" => a.avif = !refused,
+                "image/webp" => a.webp = !refused,
+                _ => {}
+            }
+        }
+        a
+    }
+
+    /// The best output the client takes: AVIF (the smallest at equal quality), then WebP, then PNG
+    /// for an image with transparency, JPEG otherwise. A format `fits` refuses (an output too
+    /// large for its encoder) is passed over.
+    pub fn choose(self, transparent: bool, fits: impl Fn(Format) -> bool) -> Format {
+        [(self.avif, Format::Avif), (self.webp, Format::Webp)]
+            .into_iter()
+            .find(|&(ok, f)| ok && fits(f))
+            .map(|(_, f)| f)
+            .unwrap_or(if transparent {
+                Format::Png
+            } else {
+                Format::Jpeg
+            })
+    }
+
+    fn formats(self) -> Vec<Format> {
+        [(self.avif, Format::Avif), (self.webp, Format::Webp)]
+            .into_iter()
+            .filter_map(|(ok, f)| ok.then_some(f))
+            .collect()
+    }
+}
+
+/// `format` as written: a format, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawFormat {
+    Auto(AutoWord),
+    Fixed(Format),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AutoWord {
+    Auto,
+}
+
 /// An image format, as read or written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -436,7 +504,7 @@ impl Format {
             _ => Err(ParamError::new(
                 "format",
                 format!(
-                    "format must be one of jpeg, png, webp, avif, got {:?}",
+                    "format must be one of jpeg, png, webp, avif, auto, got {:?}",
                     truncate(value)
                 ),
             )),
@@ -504,6 +572,8 @@ pub struct TransformSpec {
     height: Option<Dimension>,
     fit: Fit,
     format: Option<Format>,
+    /// `format=auto`: what the client accepts (none until [`TransformSpec::negotiated`]).
+    auto: Option<Accepted>,
     quality: Quality,
     enlarge: bool,
     lossless: bool,
@@ -549,7 +619,8 @@ impl TransformSpec {
                 "width" => raw.width = Some(parse_u32("width", value, "1..=8192")?),
                 "height" => raw.height = Some(parse_u32("height", value, "1..=8192")?),
                 "fit" => raw.fit = Some(Fit::parse(value)?),
-                "format" => raw.format = Some(Format::parse_output(value)?),
+                "format" if value == "auto" => raw.format = Some(RawFormat::Auto(AutoWord::Auto)),
+                "format" => raw.format = Some(RawFormat::Fixed(Format::parse_output(value)?)),
                 "quality" => raw.quality = Some(parse_u32("quality", value, "1..=100")?),
                 "enlarge" => raw.enlarge = Some(parse_bool("enlarge", value)?),
                 "lossless" => raw.lossless = Some(parse_bool("lossless", value)?),
@@ -578,15 +649,39 @@ impl TransformSpec {
         self.fit
     }
 
-    /// The requested output format, if any. See [`TransformSpec::output_format`].
+    /// The requested output format, if one was named. See [`TransformSpec::output_format`].
     pub fn format(&self) -> Option<Format> {
         self.format
     }
 
-    /// The format the output will have for an input of format `input`.
-    pub fn output_format(&self, input: Format) -> Format {
-        self.format
-            .unwrap_or_else(|| Format::default_output_for(input))
+    /// `format=auto`, with the formats the client accepts.
+    pub fn auto_format(&self) -> Option<Accepted> {
+        self.auto
+    }
+
+    /// With `format=auto`, records what the request's `Accept` header takes; otherwise the spec
+    /// as it is.
+    pub fn negotiated(mut self, accept: Option<&str>) -> Self {
+        if self.auto.is_some() {
+            self.auto = Some(Accepted::from_header(accept));
+        }
+        self
+    }
+
+    /// The format the output will have for an input of format `input`: the one asked for, the
+    /// input's (GIF becomes PNG), or, with `format=auto`, the best the client accepts
+    /// ([`Accepted::choose`]) for an image that is `transparent` or not.
+    pub fn output_format(
+        &self,
+        input: Format,
+        transparent: bool,
+        fits: impl Fn(Format) -> bool,
+    ) -> Format {
+        match (self.format, self.auto) {
+            (Some(f), _) => f,
+            (None, Some(accepted)) => accepted.choose(transparent, fits),
+            (None, None) => Format::default_output_for(input),
+        }
     }
 
     pub fn quality(&self) -> Quality {
@@ -648,7 +743,10 @@ struct RawSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fit: Option<Fit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    format: Option<Format>,
+    format: Option<RawFormat>,
+    /// With `format=auto`: the formats beyond JPEG and PNG the client accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    accept: Option<Vec<Format>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     quality: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -686,16 +784,34 @@ impl TryFrom<RawSpec> for TransformSpec {
                 "width or height is required (each 1..=8192)",
             ));
         }
-        let format = raw.format;
+        let (format, auto) = match raw.format {
+            None => (None, None),
+            Some(RawFormat::Fixed(f)) => (Some(f), None),
+            Some(RawFormat::Auto(_)) => {
+                let listed = raw.accept.as_deref().unwrap_or_default();
+                let accepted = Accepted {
+                    avif: listed.contains(&Format::Avif),
+                    webp: listed.contains(&Format::Webp),
+                };
+                (None, Some(accepted))
+            }
+        };
+        if raw.accept.is_some() && auto.is_none() {
+            return Err(ParamError::new(
+                "format",
+                "accept is recorded only with format=auto",
+            ));
+        }
         if let Some(f) = format
             && !f.is_output()
         {
             return Err(ParamError::new(
                 "format",
-                format!("format must be one of jpeg, png, webp, avif, got {f:?}"),
+                format!("format must be one of jpeg, png, webp, avif, auto, got {f:?}"),
             ));
         }
         let lossless = raw.lossless.unwrap_or(false);
+        // (format=auto too: it may choose a lossy format.)
         if lossless && !matches!(format, Some(Format::Webp) | Some(Format::Png)) {
             return Err(ParamError::new(
                 "lossless",
@@ -758,6 +874,7 @@ impl TryFrom<RawSpec> for TransformSpec {
             height,
             fit,
             format,
+            auto,
             quality: raw
                 .quality
                 .map(Quality::new)
@@ -785,7 +902,12 @@ impl From<TransformSpec> for RawSpec {
             width: s.width(),
             height: s.height(),
             fit: Some(s.fit),
-            format: s.format,
+            format: match (s.format, s.auto) {
+                (Some(f), _) => Some(RawFormat::Fixed(f)),
+                (None, Some(_)) => Some(RawFormat::Auto(AutoWord::Auto)),
+                (None, None) => None,
+            },
+            accept: s.auto.map(Accepted::formats),
             quality: Some(u32::from(s.quality.get())),
             enlarge: Some(s.enlarge),
             lossless: Some(s.lossless),
@@ -871,8 +993,8 @@ mod tests {
         assert!(!s.enlarge());
         assert!(!s.lossless());
         assert_eq!(s.background(), Rgb::WHITE);
-        assert_eq!(s.output_format(Format::Gif), Format::Png);
-        assert_eq!(s.output_format(Format::Webp), Format::Webp);
+        assert_eq!(s.output_format(Format::Gif, true, |_| true), Format::Png);
+        assert_eq!(s.output_format(Format::Webp, true, |_| true), Format::Webp);
     }
 
     #[test]
@@ -949,7 +1071,7 @@ mod tests {
             (
                 &[("width", "10"), ("format", "tiff")],
                 "format",
-                "format must be one of jpeg, png, webp, avif, got \"tiff\"",
+                "format must be one of jpeg, png, webp, avif, auto, got \"tiff\"",
             ),
             (
                 &[("width", "10"), ("enlarge", "yes")],
@@ -1128,6 +1250,76 @@ mod tests {
                 "{q:?}"
             );
         }
+    }
+
+    #[test]
+    fn accept_headers_as_browsers_send_them() {
+        let read = |h: &str| {
+            let a = Accepted::from_header(Some(h));
+            (a.avif, a.webp)
+        };
+        // Chrome, Firefox, Safari 17, an old Safari, curl.
+        assert_eq!(
+            read("image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"),
+            (true, true)
+        );
+        assert_eq!(read("image/avif,image/webp,*/*"), (true, true));
+        assert_eq!(
+            read(
+                "image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"
+            ),
+            (true, true)
+        );
+        assert_eq!(
+            read("image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"),
+            (false, false)
+        );
+        assert_eq!(read("*/*"), (false, false));
+        assert_eq!(read("IMAGE/WEBP ; q=0.9, image/avif;q=0"), (false, true));
+        assert_eq!(Accepted::from_header(None), Accepted::default());
+    }
+
+    #[test]
+    fn format_auto_chooses_by_what_the_client_takes_and_the_image_needs() {
+        let auto = parse(&[("width", "10"), ("format", "auto")]).unwrap();
+        assert_eq!(auto.format(), None);
+        let all = auto.clone().negotiated(Some("image/avif,image/webp"));
+        let webp = auto.clone().negotiated(Some("image/webp,*/*"));
+        let none = auto.clone().negotiated(Some("*/*"));
+        let fits = |_: Format| true;
+        assert_eq!(all.output_format(Format::Jpeg, false, fits), Format::Avif);
+        assert_eq!(webp.output_format(Format::Png, true, fits), Format::Webp);
+        assert_eq!(none.output_format(Format::Png, true, fits), Format::Png);
+        assert_eq!(none.output_format(Format::Png, false, fits), Format::Jpeg);
+        // An output too large for AVIF's encoder falls back to the next the client takes.
+        let no_avif = |f: Format| f != Format::Avif;
+        assert_eq!(
+            all.output_format(Format::Jpeg, false, no_avif),
+            Format::Webp
+        );
+        // A named format is kept whatever the client accepts.
+        let named = parse(&[("width", "10"), ("format", "png")]).unwrap();
+        assert_eq!(
+            named
+                .negotiated(Some("image/avif"))
+                .output_format(Format::Jpeg, false, fits),
+            Format::Png
+        );
+        // Stored and read back with what was negotiated.
+        let json = serde_json::to_value(&webp).unwrap();
+        assert_eq!(
+            (&json["format"], &json["accept"]),
+            (&serde_json::json!("auto"), &serde_json::json!(["webp"]))
+        );
+        assert_eq!(serde_json::from_value::<TransformSpec>(json).unwrap(), webp);
+        let json = serde_json::to_value(&none).unwrap();
+        assert_eq!(json["accept"], serde_json::json!([]));
+        assert_eq!(serde_json::from_value::<TransformSpec>(json).unwrap(), none);
+        // A fixed format never carries an accept list, and auto cannot be lossless.
+        let bad = serde_json::json!({"width": 5, "format": "png", "accept": ["webp"]});
+        assert!(serde_json::from_value::<TransformSpec>(bad).is_err());
+        let err = parse(&[("width", "10"), ("format", "auto"), ("lossless", "true")]).unwrap_err();
+        assert_eq!(err.param, "lossless");
     }
 
     #[test]

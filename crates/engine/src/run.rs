@@ -45,22 +45,28 @@ pub fn run_tuned(
     tuning: &Tuning,
 ) -> Result<Output, ImageError> {
     let info = header::probe(bytes, limits)?;
-    let out_format = spec.output_format(info.format);
 
     // The caller's rotate and flips turn the image after its EXIF orientation: one
     // orientation does both.
     let turn = Orientation::requested(spec);
+    // The output format, once the canvas (and, for `format=auto`, the transparency) is known:
+    // a format whose limit the canvas exceeds is passed over by auto, refused otherwise.
+    let format_for = |plan: &Plan, transparent: bool| {
+        let fits = |f| limits.check_output(plan.canvas_w, plan.canvas_h, f, spec.lossless());
+        let format = spec.output_format(info.format, transparent, |f| fits(f).is_ok());
+        fits(format).map(|()| format)
+    };
 
     // Decode, knowing the plan first for JPEG so that it can shrink on load.
-    let (decoded, mut plan, (sw, sh)) = if info.format == Format::Jpeg {
+    let (decoded, mut plan, (sw, sh), out_format) = if info.format == Format::Jpeg {
         let (hdr, exif) = decode::jpeg_meta(bytes)?;
         let orientation = exif.then(turn);
         let (dw, dh) = displayed(info.width, info.height, orientation);
         let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
-        limits.check_output(plan.canvas_w, plan.canvas_h, out_format, spec.lossless())?;
+        let out_format = format_for(&plan, false)?;
         let shrink = decode::jpeg_shrink_factor(plan.min_shrink(), tuning.shrink_residual);
         let d = decode::jpeg(bytes, hdr, orientation, shrink, tuning.yuv)?;
-        (d, plan, (info.width, info.height))
+        (d, plan, (info.width, info.height), out_format)
     } else {
         // The orientation of these formats is known only once decoded: refuse before decoding
         // what is too large either way, and the exact size right after.
@@ -70,8 +76,8 @@ pub fn run_tuned(
         let (w, h) = (d.pixels.width() as u32, d.pixels.height() as u32);
         let (dw, dh) = displayed(w, h, d.orientation);
         let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
-        limits.check_output(plan.canvas_w, plan.canvas_h, out_format, spec.lossless())?;
-        (d, plan, (w, h))
+        let out_format = format_for(&plan, is_transparent(&d.pixels))?;
+        (d, plan, (w, h), out_format)
     };
 
     // The plan is in the displayed frame and original pixels; the decoded pixels are stored
@@ -186,6 +192,14 @@ pub fn run_tuned(
         }
     };
     Ok(output(bytes, out_format, w, h, info))
+}
+
+/// Whether any pixel is less than opaque (an RGBA image whose alpha is all 255 needs none).
+fn is_transparent(pixels: &Pixels) -> bool {
+    match pixels {
+        Pixels::Bitmap(b) if b.ch == 4 => b.data.chunks_exact(4).any(|p| p[3] != 255),
+        _ => false,
+    }
 }
 
 /// Where a content-aware crop puts the plan's window (its left and top, in input pixels of the

@@ -452,6 +452,53 @@ fn content_aware_crops_keep_what_is_interesting() {
 }
 
 #[test]
+fn format_auto_takes_the_best_the_client_accepts_and_keeps_transparency() {
+    let rgb = quadrants(W, H);
+    let opaque = rgba_from_rgb(&rgb, |_| 255);
+    let holey = rgba_from_rgb(&rgb, |i| if i % W < 8 { 0 } else { 255 });
+    let png = |rgba: &[u8]| {
+        png_encode(
+            rgba,
+            W as u32,
+            H as u32,
+            image::ExtendedColorType::Rgba8,
+            None,
+            None,
+        )
+    };
+    let jpeg = jpeg_rgb(&rgb, W, H);
+    let auto = |bytes: &[u8], accept: &str| {
+        let s = spec(&[("width", "48"), ("format", "auto")]).negotiated(Some(accept));
+        let o = process(bytes, &s, &Limits::default()).unwrap();
+        assert_eq!(magic(&o.bytes), o.format, "{accept}");
+        o.format
+    };
+    assert_eq!(auto(&jpeg, "image/avif,image/webp,*/*"), Format::Avif);
+    assert_eq!(auto(&jpeg, "image/webp,*/*"), Format::Webp);
+    assert_eq!(auto(&jpeg, "*/*"), Format::Jpeg);
+    // PNG only when the image has transparency: an RGBA PNG that is all opaque becomes JPEG.
+    assert_eq!(auto(&png(&holey), "*/*"), Format::Png);
+    assert_eq!(auto(&png(&opaque), "*/*"), Format::Jpeg);
+    assert_eq!(auto(&png(&holey), "image/webp"), Format::Webp);
+    // An output over AVIF's limit (8 MP by default; 1,000 px here) falls back to WebP instead
+    // of failing, from JPEG (checked before decoding) and from PNG (after).
+    let s = spec(&[("width", "48"), ("format", "auto")]).negotiated(Some("image/avif,image/webp"));
+    let limits = Limits {
+        max_slow_output_pixels: 1_000,
+        ..Limits::default()
+    };
+    for bytes in [&jpeg, &png(&holey)] {
+        let o = process(bytes, &s, &limits).unwrap();
+        assert_eq!((o.format, o.width, o.height), (Format::Webp, 48, 32));
+    }
+    let fixed = spec(&[("width", "48"), ("format", "avif")]);
+    assert!(matches!(
+        process(&jpeg, &fixed, &limits),
+        Err(ImageError::OutputTooLarge(_))
+    ));
+}
+
+#[test]
 fn fit_modes_end_to_end() {
     let bytes = jpeg_rgb(&pattern(400, 200), 400, 200);
     type Case<'a> = (&'a [(&'a str, &'a str)], (u32, u32));

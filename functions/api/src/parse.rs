@@ -54,11 +54,13 @@ fn set_wait(wait: &mut Option<Duration>, v: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/jobs`: the transform from the query string (or the JSON body), the image from the
-/// body (or the upload the JSON body names), and how long to wait.
+/// body (or the upload the JSON body names), and how long to wait. With `format=auto`, the
+/// formats the `Accept` header takes are recorded in the transform.
 pub fn submission(
     settings: &Settings,
     query: Vec<(String, String)>,
     content_type: Option<&str>,
+    accept: Option<&str>,
     body: &[u8],
 ) -> Result<(Submission, Option<Duration>), ApiError> {
     let mut pairs: Vec<(String, String)> = Vec::new();
@@ -108,7 +110,8 @@ pub fn submission(
         }
     }
     let spec = TransformSpec::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(|e| ApiError::invalid(e.message))?;
+        .map_err(|e| ApiError::invalid(e.message))?
+        .negotiated(accept);
     let sub = match upload_id {
         Some(id) => Submission::upload(spec, id),
         None => Submission::inline(spec, content_type.as_deref(), body, settings)?,

@@ -43,8 +43,9 @@ pub async fn create_job(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let query = parse::query_pairs(query.as_deref());
-    let (sub, wait) = parse::submission(&app.settings, query, content_type, &body)?;
+    let (sub, wait) = parse::submission(&app.settings, query, content_type, accept, &body)?;
     let submitted = app
         .submit(&principal, sub.with_idempotency_key(key))
         .await?;

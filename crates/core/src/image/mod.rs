@@ -73,7 +73,10 @@ impl Limits {
         info: &ImageInfo,
         spec: &crate::transform::TransformSpec,
     ) -> Result<(), ImageError> {
-        let format = spec.output_format(info.format);
+        // Before decoding, whether the image is transparent is not known: for `format=auto`,
+        // check against what it falls back to when AVIF's smaller limit is not met (WebP or
+        // PNG, both allowed the larger canvas).
+        let format = spec.output_format(info.format, true, |f| f != Format::Avif);
         let mut first = None;
         for (w, h) in [(info.width, info.height), (info.height, info.width)] {
             let checked = geometry::plan(w, h, spec, self.max_output_side).and_then(|plan| {

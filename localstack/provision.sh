@@ -6,8 +6,11 @@
 # bite quickly), a 10 s resize timeout (so a 60 s visibility timeout), and a retry path measured in
 # seconds and minutes rather than hours (2 receives, 2 s backoff doubling to 20 s, jobs that come out
 # of the dead-letter queue older than 15 minutes expire), so that the tests see it whole; an hour of
-# usage is closed in 4 slices (not 16: every slice is a process and 128 queries on this machine). Writes .local/stack.env and .local/stack-outputs.json. A redeploy of an unchanged
-# template, parameters and binaries is a no-op. See provision.py.
+# usage is closed in 4 slices (not 16: every slice is a process and 128 queries on this machine); a
+# web page served locally on port 5173 (a front-end dev server's usual port) may call the API and
+# upload from the browser (CorsAllowedOrigins). Writes .local/stack.env and
+# .local/stack-outputs.json. A redeploy of an unchanged template, parameters and binaries is a
+# no-op. See provision.py.
 #
 # env: RESIZER_REGION   the region to deploy to (default us-east-1); another region's stack is
 #                       separate and writes its files under .local/regions/<region>/
@@ -50,6 +53,7 @@ done
     --parameter MaxJobAgeSeconds=900 \
     --parameter UsageSlices=4 \
     --parameter SweepStaleSeconds=60 \
+    --parameter CorsAllowedOrigins=http://localhost:5173,http://127.0.0.1:5173 \
     "--parameter=SweepSchedule=rate(1 minute)" \
     "--parameter=AggregateSchedule=rate(1 minute)" \
     "${extra[@]}"

@@ -457,6 +457,57 @@ async fn the_service_end_to_end_over_http() {
         jobs.push((a.json["job_id"].as_str().unwrap().into(), key.clone()));
     }
 
+    // ---- a web page of an allowed origin calls the API and uploads from the browser ----
+    // (The local stack allows http://localhost:5173: localstack/provision.sh.)
+    const PAGE: &str = "http://localhost:5173";
+    let preflight = |url: String, origin: &'static str| {
+        c.http
+            .request(reqwest::Method::OPTIONS, url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allow_origin = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let r = preflight(format!("{}/v1/jobs", c.base), PAGE)
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "API preflight: {}", r.status());
+    assert_eq!(allow_origin(&r).as_deref(), Some(PAGE));
+    let r = preflight(format!("{}/v1/jobs", c.base), "https://evil.example")
+        .await
+        .unwrap();
+    assert_eq!(allow_origin(&r), None, "another site's page");
+    let r = c
+        .post("/v1/uploads", Some(&key), None, Vec::new())
+        .header("origin", PAGE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        allow_origin(&r).as_deref(),
+        Some(PAGE),
+        "the upload's answer"
+    );
+    let upload: Value = r.json().await.unwrap();
+    let url = upload["url"].as_str().unwrap().to_owned();
+    // The presigned POST goes to the staging bucket, whose CORS rule comes from the same
+    // parameter.
+    let r = preflight(url.clone(), PAGE).await.unwrap();
+    assert!(r.status().is_success(), "S3 preflight: {}", r.status());
+    assert_eq!(allow_origin(&r).as_deref(), Some(PAGE));
+    let r = preflight(url, "https://evil.example").await.unwrap();
+    assert_eq!(
+        allow_origin(&r),
+        None,
+        "S3, another site's page: {}",
+        r.status()
+    );
+
     // Never enlarged unless asked.
     let a = c
         .send(c.post(

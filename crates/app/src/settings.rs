@@ -206,11 +206,17 @@ pub const SETTINGS: &[Setting] = &[
 /// The stage's variable (a string, not in [`SETTINGS`]).
 pub const STAGE_ENV: &str = "STAGE";
 
+/// The web origins whose pages may call the API from a browser (the template's
+/// `CorsAllowedOrigins`): comma-separated `scheme://host[:port]`, or `*` for any; empty, none.
+pub const CORS_ALLOWED_ORIGINS_ENV: &str = "CORS_ALLOWED_ORIGINS";
+
 /// Everything the use cases need to know besides where the resources are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// The deployment stage (a metrics dimension).
     pub stage: String,
+    /// See [`CORS_ALLOWED_ORIGINS_ENV`]: `["*"]`, exact origins, or none.
+    pub cors_allowed_origins: Vec<String>,
     pub limits: Limits,
     /// Largest image accepted in a request body.
     pub max_inline_bytes: u64,
@@ -269,6 +275,50 @@ pub enum ConfigError {
     },
 }
 
+/// Parses [`CORS_ALLOWED_ORIGINS_ENV`]. An origin is what a browser sends in `Origin`: a scheme,
+/// a host and maybe a port, nothing after; a typo (a path, a trailing slash) would never match,
+/// so it fails the cold start instead.
+fn cors_origins(value: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let origins: Vec<String> = value
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: CORS_ALLOWED_ORIGINS_ENV,
+        value: value.unwrap_or("").to_owned(),
+        reason: reason.to_owned(),
+    };
+    if origins.iter().any(|o| o == "*") {
+        return if origins.len() == 1 {
+            Ok(origins)
+        } else {
+            Err(invalid(
+                "* allows every origin and cannot be listed with others",
+            ))
+        };
+    }
+    for o in &origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"))
+            .ok_or_else(|| invalid("each origin starts with https:// or http://"))?;
+        let (host, port) = rest.split_once(':').unwrap_or((rest, "0"));
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !host_ok || port.parse::<u16>().is_err() {
+            return Err(invalid(
+                "each origin is scheme://host[:port], with no path or trailing slash",
+            ));
+        }
+    }
+    Ok(origins)
+}
+
 /// Reads a required, non-empty variable.
 pub fn required(
     get: &impl Fn(&str) -> Option<String>,
@@ -322,6 +372,7 @@ impl Settings {
         };
         Ok(Self {
             stage: get(STAGE_ENV).unwrap_or_else(|| "dev".into()),
+            cors_allowed_origins: cors_origins(get(CORS_ALLOWED_ORIGINS_ENV).as_deref())?,
             limits,
             max_inline_bytes: MAX_INLINE_BYTES.read(get)?,
             max_upload_bytes: MAX_UPLOAD_BYTES.read(get)?,
@@ -426,7 +477,7 @@ mod tests {
         let mut listed: Vec<String> = SETTINGS
             .iter()
             .map(|s| s.env.to_string())
-            .chain([STAGE_ENV.to_string()])
+            .chain([STAGE_ENV.to_string(), CORS_ALLOWED_ORIGINS_ENV.to_string()])
             .collect();
         listed.sort();
         assert_eq!(asked, listed);
@@ -442,6 +493,36 @@ mod tests {
         assert_eq!(c.auth_cache_ttl, Duration::from_secs(2));
         assert_eq!(c.limits.max_input_pixels, 1000);
         assert_eq!(c.stage, "prod");
+    }
+
+    #[test]
+    fn cors_origins_are_exact_origins_or_a_star() {
+        let read = |v: &str| {
+            let mut m = HashMap::new();
+            m.insert(CORS_ALLOWED_ORIGINS_ENV, v.to_owned());
+            load(&m).map(|s| s.cors_allowed_origins)
+        };
+        assert_eq!(
+            Settings::default().cors_allowed_origins,
+            Vec::<String>::new()
+        );
+        assert_eq!(read(" ").unwrap(), Vec::<String>::new());
+        assert_eq!(read("*").unwrap(), vec!["*"]);
+        assert_eq!(
+            read("https://app.example.com, http://localhost:5173").unwrap(),
+            vec!["https://app.example.com", "http://localhost:5173"]
+        );
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/upload",
+            "https://app.example.com:99999",
+            "*,https://a.example",
+            "ftp://a.example",
+        ] {
+            let err = read(bad).unwrap_err().to_string();
+            assert!(err.contains(CORS_ALLOWED_ORIGINS_ENV), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! every function gets it under the variable it reads. A value CloudFormation allows can then
 //! never fail a cold start.
 
-use resizer_app::{SETTINGS, STAGE_ENV};
+use resizer_app::settings::CORS_ALLOWED_ORIGINS_ENV;
+use resizer_app::{SETTINGS, STAGE_ENV, Settings};
 use serde_yaml::Value;
 
 const TEMPLATE: &str = include_str!("../../../template.yaml");
@@ -61,6 +62,23 @@ fn template_parameters_are_the_settings_ranges() {
     }
     if reference(&env[STAGE_ENV]) != Some("Stage") {
         problems.push("the functions' STAGE is not !Ref Stage".into());
+    }
+    // The CORS origins: a string the functions parse; its default must be one they accept.
+    if reference(&env[CORS_ALLOWED_ORIGINS_ENV]) != Some("CorsAllowedOrigins") {
+        problems.push("the functions' CORS_ALLOWED_ORIGINS is not !Ref CorsAllowedOrigins".into());
+    }
+    let default = params["CorsAllowedOrigins"]["Default"]
+        .as_str()
+        .map(str::to_owned);
+    let parsed = Settings::from_lookup(|k| {
+        (k == CORS_ALLOWED_ORIGINS_ENV)
+            .then(|| default.clone())
+            .flatten()
+    });
+    if default.is_none() || parsed.is_err() {
+        problems.push(format!(
+            "CorsAllowedOrigins' default {default:?} is not accepted: {parsed:?}"
+        ));
     }
     assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
 }

@@ -4,7 +4,8 @@
 //!
 //! [`router`] is built from [`Route::ALL`], the one route table; the routes translate requests
 //! into the use cases of [`resizer_app::App`]; [`edge`] gives every response its request id,
-//! headers, error body, log line and metrics.
+//! headers, error body, log line and metrics; [`cors`] lets the configured web origins call it
+//! from a browser.
 
 mod edge;
 pub mod error;
@@ -27,6 +28,7 @@ use lambda_runtime::LambdaEvent;
 use resizer_app::App;
 use resizer_core::contract::Route;
 use tower::{Layer, ServiceExt};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 pub use error::{ApiError, CODES};
@@ -54,8 +56,48 @@ pub fn router(app: App) -> NormalizePath<Router> {
         // Bodies are bounded by API Gateway and Lambda (and by the use cases), not here.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(app.clone(), edge::edge))
+        // Outside the edge (which builds error answers afresh), so that every answer, errors
+        // included, carries the CORS headers a browser needs to read it. A preflight is
+        // answered here, and so has no request id or log line of its own.
+        .layer(tower::util::option_layer(cors(
+            &app.settings.cors_allowed_origins,
+        )))
         .with_state(app);
     NormalizePathLayer::trim_trailing_slash().layer(router)
+}
+
+/// Browser access for the configured origins (none: no CORS headers, and a preflight is a 405
+/// like any other OPTIONS). A preflight is answered here, before authentication, as browsers
+/// send it without credentials; what a page may then send and read: the key headers, JSON or
+/// image bodies, and the `Location`, `Retry-After` and `Idempotent-Replayed` answers.
+pub fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let header = http::HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([http::Method::GET, http::Method::POST])
+            .allow_headers([
+                http::header::AUTHORIZATION,
+                http::header::CONTENT_TYPE,
+                header("x-api-key"),
+                header("idempotency-key"),
+            ])
+            .expose_headers([
+                http::header::LOCATION,
+                http::header::RETRY_AFTER,
+                header("idempotent-replayed"),
+                header("x-request-id"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 fn with_route(methods: MethodRouter<App>, route: Route) -> MethodRouter<App> {

@@ -66,7 +66,10 @@ fn every_transform_parameter_is_documented_in_each_place() {
     assert!(upload.remove("upload_id") && upload.remove("wait"));
     assert_eq!(upload, params, "UploadJobRequest");
     let mut echoed = properties(&spec, "Params");
-    assert!(echoed.remove("accept"), "format=auto's record of the Accept header");
+    assert!(
+        echoed.remove("accept"),
+        "format=auto's record of the Accept header"
+    );
     assert_eq!(echoed, params, "Params (the job's echo)");
 }
 

@@ -360,3 +360,106 @@ async fn a_customer_over_its_rate_gets_429_rate_limited_with_retry_after() {
     assert_eq!(r.headers["retry-after"], "9");
     assert_eq!(a.mem.queue.sent().len(), 10);
 }
+
+/// A browser's preflight for a POST of an image with a key, from a page of `origin`.
+async fn preflight(a: &Api, origin: &str) -> Resp {
+    let headers = [
+        ("origin", origin),
+        ("access-control-request-method", "POST"),
+        (
+            "access-control-request-headers",
+            "authorization,content-type,idempotency-key",
+        ),
+    ];
+    a.call_with(Method::OPTIONS, "/v1/jobs", false, Vec::new(), "", &headers)
+        .await
+}
+
+#[tokio::test]
+async fn pages_of_the_allowed_origins_may_call_it_from_a_browser() {
+    const PAGE: &str = "https://app.example.com";
+    let mem = Memory::new();
+    let settings = Settings {
+        cors_allowed_origins: vec![PAGE.into()],
+        ..Settings::default()
+    };
+    let app = mem.app(settings);
+    let (_, key) = mem.customer(&app, None).await;
+    let a = Api {
+        mem,
+        app,
+        key: key.expose(),
+    };
+    // The preflight needs no key (browsers send none) and says what the page may do.
+    let r = preflight(&a, PAGE).await;
+    assert!(r.status.is_success(), "{}", r.status);
+    assert_eq!(r.headers["access-control-allow-origin"], PAGE);
+    let methods = r.headers["access-control-allow-methods"].to_str().unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("GET"),
+        "{methods}"
+    );
+    let allowed = r.headers["access-control-allow-headers"].to_str().unwrap();
+    for h in [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "x-api-key",
+    ] {
+        assert!(allowed.contains(h), "{h} in {allowed}");
+    }
+    assert_eq!(r.headers["access-control-max-age"], "600");
+    // Another site's page is told nothing, so its browser refuses.
+    let r = preflight(&a, "https://evil.example").await;
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+
+    // A real request from the page: its answer, an error too, is readable by the page.
+    let r = a
+        .call_with(
+            Method::POST,
+            "/v1/jobs?width=1",
+            true,
+            TINY_PNG.to_vec(),
+            "image/png",
+            &[("origin", PAGE)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    assert_eq!(r.headers["access-control-allow-origin"], PAGE);
+    let exposed = r.headers["access-control-expose-headers"].to_str().unwrap();
+    for h in [
+        "location",
+        "retry-after",
+        "idempotent-replayed",
+        "x-request-id",
+    ] {
+        assert!(exposed.contains(h), "{h} in {exposed}");
+    }
+    let r = a
+        .call_with(
+            Method::GET,
+            "/v1/usage",
+            false,
+            Vec::new(),
+            "",
+            &[("origin", PAGE)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers["access-control-allow-origin"], PAGE);
+
+    // Without configured origins (the default): no CORS at all, and OPTIONS is a 405.
+    let plain = api().await;
+    let r = plain
+        .call_with(
+            Method::OPTIONS,
+            "/v1/jobs",
+            false,
+            Vec::new(),
+            "",
+            &[("origin", PAGE), ("access-control-request-method", "POST")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+}

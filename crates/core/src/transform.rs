@@ -264,6 +264,12 @@ impl Position {
         })
     }
 
+    /// Where the image goes before the pixels are known: the gravity's anchors, or the centre
+    /// (where a content-aware crop starts).
+    pub fn placement(self) -> (Anchor, Anchor) {
+        self.anchors().unwrap_or((Anchor::Middle, Anchor::Middle))
+    }
+
     /// Whether the crop depends on the pixels (`entropy`, `attention`).
     pub fn is_content_aware(self) -> bool {
         self.anchors().is_none()
@@ -386,26 +392,24 @@ impl Accepted {
         a
     }
 
+    /// The formats beyond JPEG and PNG the client takes, best first.
+    fn preferred(self) -> impl Iterator<Item = Format> {
+        [(self.avif, Format::Avif), (self.webp, Format::Webp)]
+            .into_iter()
+            .filter_map(|(ok, f)| ok.then_some(f))
+    }
+
     /// The best output the client takes: AVIF (the smallest at equal quality), then WebP, then PNG
     /// for an image with transparency, JPEG otherwise. A format `fits` refuses (an output too
     /// large for its encoder) is passed over.
     pub fn choose(self, transparent: bool, fits: impl Fn(Format) -> bool) -> Format {
-        [(self.avif, Format::Avif), (self.webp, Format::Webp)]
-            .into_iter()
-            .find(|&(ok, f)| ok && fits(f))
-            .map(|(_, f)| f)
+        self.preferred()
+            .find(|&f| fits(f))
             .unwrap_or(if transparent {
                 Format::Png
             } else {
                 Format::Jpeg
             })
-    }
-
-    fn formats(self) -> Vec<Format> {
-        [(self.avif, Format::Avif), (self.webp, Format::Webp)]
-            .into_iter()
-            .filter_map(|(ok, f)| ok.then_some(f))
-            .collect()
     }
 }
 
@@ -907,7 +911,7 @@ impl From<TransformSpec> for RawSpec {
                 (None, Some(_)) => Some(RawFormat::Auto(AutoWord::Auto)),
                 (None, None) => None,
             },
-            accept: s.auto.map(Accepted::formats),
+            accept: s.auto.map(|a| a.preferred().collect()),
             quality: Some(u32::from(s.quality.get())),
             enlarge: Some(s.enlarge),
             lossless: Some(s.lossless),
@@ -982,6 +986,20 @@ mod tests {
         TransformSpec::from_pairs(q.iter().copied())
     }
 
+    /// Pairs, the parameter their error names, and its message.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
+    fn assert_refused(cases: &[Case<'_>]) {
+        for (q, param, msg) in cases {
+            let err = parse(q).unwrap_err();
+            assert_eq!(
+                (err.param.as_str(), err.message.as_str()),
+                (*param, *msg),
+                "{q:?}"
+            );
+        }
+    }
+
     #[test]
     fn defaults() {
         let s = parse(&[("width", "400")]).unwrap();
@@ -1020,7 +1038,6 @@ mod tests {
 
     #[test]
     fn precise_messages() {
-        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
         let cases: &[Case<'_>] = &[
             (&[("width", "0")], "width", "width must be 1..=8192, got 0"),
             (
@@ -1105,14 +1122,7 @@ mod tests {
                 "lossless=true needs format=webp (PNG is always lossless)",
             ),
         ];
-        for (q, param, msg) in cases {
-            let err = parse(q).unwrap_err();
-            assert_eq!(
-                (err.param.as_str(), err.message.as_str()),
-                (*param, *msg),
-                "{q:?}"
-            );
-        }
+        assert_refused(cases);
     }
 
     #[test]
@@ -1156,7 +1166,6 @@ mod tests {
         assert!(a.position().is_content_aware());
         assert_eq!(serde_json::to_value(&a).unwrap()["position"], "attention");
 
-        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
         let cases: &[Case<'_>] = &[
             (
                 &[("width", "9"), ("fit", "cover"), ("position", "top")],
@@ -1242,14 +1251,7 @@ mod tests {
                 "flop must be true or false, got \"yes\"",
             ),
         ];
-        for (q, param, msg) in cases {
-            let err = parse(q).unwrap_err();
-            assert_eq!(
-                (err.param.as_str(), err.message.as_str()),
-                (*param, *msg),
-                "{q:?}"
-            );
-        }
+        assert_refused(cases);
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub fn run_tuned(
         let (w, h) = (d.pixels.width() as u32, d.pixels.height() as u32);
         let (dw, dh) = displayed(w, h, d.orientation);
         let plan = geometry::plan(dw, dh, spec, limits.max_output_side)?;
-        let out_format = format_for(&plan, is_transparent(&d.pixels))?;
+        // Only `format=auto` asks, and the scan reads every pixel of an opaque RGBA image.
+        let transparent = spec.auto_format().is_some() && is_transparent(&d.pixels);
+        let out_format = format_for(&plan, transparent)?;
         (d, plan, (w, h), out_format)
     };
 

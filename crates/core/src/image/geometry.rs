@@ -378,12 +378,12 @@ pub fn plan(w: u32, h: u32, spec: &TransformSpec, max_side: u32) -> Result<Plan,
             let cw = tw.map_or(rw, |t| t.min(rw));
             let ch = th.map_or(rh, |t| t.min(rh));
             if cw != rw || ch != rh {
-                let (left, top) = match (spec.focal_point(), spec.position().anchors()) {
-                    (Some(p), _) => (focal(p.fx(), rw, cw), focal(p.fy(), rh, ch)),
-                    (None, Some((ax, ay))) => {
+                let (left, top) = match spec.focal_point() {
+                    Some(p) => (focal(p.fx(), rw, cw), focal(p.fy(), rh, ch)),
+                    None => {
+                        let (ax, ay) = spec.position().placement();
                         (anchored(ax, rw - cw, true), anchored(ay, rh - ch, true))
                     }
-                    (None, None) => ((rw - cw).div_ceil(2), (rh - ch).div_ceil(2)),
                 };
                 let sx = wf / f64::from(rw);
                 let sy = hf / f64::from(rh);
@@ -406,10 +406,7 @@ pub fn plan(w: u32, h: u32, spec: &TransformSpec, max_side: u32) -> Result<Plan,
             check_side(f64::from(cw), f64::from(ch), max_side)?;
             plan.canvas_w = cw;
             plan.canvas_h = ch;
-            let (ax, ay) = spec
-                .position()
-                .anchors()
-                .unwrap_or((Anchor::Middle, Anchor::Middle));
+            let (ax, ay) = spec.position().placement();
             plan.embed_x = anchored(ax, cw - rw, false);
             plan.embed_y = anchored(ay, ch - rh, false);
         }

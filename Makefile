@@ -73,6 +73,7 @@ build: ## Build the four function binaries and the resizer CLI for this host (an
 
 .PHONY: test
 test: setup build ## Unit and integration tests, against the local AWS running the real functions (started and stopped if not running)
+	localstack/test-provision.sh
 	RESIZER_EXTRA_REGIONS=us-west-2 localstack/with-local-aws.sh bash -c 'cargo test --workspace --no-fail-fast; s=$$?; \
 		RESIZER_DEV_NO_BUILD=1 scripts/api-fuzz.sh || s=1; exit $$s'
 

@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -42,6 +43,12 @@ ARTIFACTS_BUCKET = "resizer-local-artifacts"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
 DEPLOY_TIMEOUT_S = 600
 TEMPLATE_BODY_LIMIT = 51_200
+# Attempts at creating the stack when a creation fails only because a resource already exists; see
+# Deployer.create.
+CREATE_ATTEMPTS = 3
+# LocalStack's answer to a CreateFunction whose function exists: the message of its
+# ResourceConflictException, in a failed resource's status reason.
+FUNCTION_EXISTS = re.compile(r"Function already exist: ([A-Za-z0-9_-]+)")
 
 
 STABLE_STATES = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"}
@@ -111,6 +118,15 @@ class CannotUpdate(Exception):
     """LocalStack could not compute an update of the stack."""
 
 
+class CreateCollided(Exception):
+    """A stack creation failed only because functions it creates already existed (made by a retried
+    call of that same creation; see Deployer.create)."""
+
+    def __init__(self, functions: list[str]):
+        super().__init__(", ".join(functions))
+        self.functions = functions
+
+
 class Deployer:
     def __init__(self, endpoint: str, region: str, stack: str):
         config = Config(retries={"max_attempts": 3, "mode": "standard"}, read_timeout=120)
@@ -166,18 +182,23 @@ class Deployer:
         fail(f"{what}: stack {self.stack} still in progress after {DEPLOY_TIMEOUT_S}s")
         return None
 
-    def print_failures(self) -> None:
+    def print_failures(self) -> list[str]:
+        """Print the stack's failed resource events; returns their status reasons."""
         try:
             events = self.cfn.describe_stack_events(StackName=self.stack)["StackEvents"]
         except ClientError:
-            return
+            return []
+        reasons = []
         for event in reversed(events):
             if event.get("ResourceStatus", "").endswith("FAILED"):
+                reason = event.get("ResourceStatusReason", "")
+                reasons.append(reason)
                 print(
                     f"  {event.get('LogicalResourceId')} ({event.get('ResourceType')}): "
-                    f"{event.get('ResourceStatus')} {event.get('ResourceStatusReason', '')}",
+                    f"{event.get('ResourceStatus')} {reason}",
                     file=sys.stderr,
                 )
+        return reasons
 
     def empty_buckets(self) -> None:
         """Empty the stack's buckets (local throwaway data), so that deleting the stack cannot fail."""
@@ -254,9 +275,42 @@ class Deployer:
         stack = self.wait_stack("deploy")
         status = stack["StackStatus"] if stack else "gone"
         if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-            self.print_failures()
+            reasons = self.print_failures()
+            collided = sorted({m.group(1) for r in reasons for m in FUNCTION_EXISTS.finditer(r)})
+            if kind == "CREATE" and collided:
+                raise CreateCollided(collided)
             fail(f"stack {self.stack} ended in {status}")
         return True
+
+    def create(self, source: dict, parameters: dict[str, str], digest: str) -> bool:
+        """Create the stack, again (at most CREATE_ATTEMPTS times) when a creation collides with
+        functions that it made itself.
+
+        LocalStack creates functions one at a time (a process-wide lock around CreateFunction,
+        which copies the code's zip through its S3) while CloudFormation asks for all of a stack's
+        at once, through a boto3 client with the default configuration: it gives up on an answer
+        after 60 s and sends the call again. On a busy host the last function's first call can, we
+        infer, outlast that: it creates the function, and the second call is refused with "Function already exist", which rolls the
+        stack back and leaves that function behind (seen in CI: SweepFunction of the us-west-2
+        stack). Function names carry a random part, so a new attempt does not collide again; the
+        leftover functions are deleted first."""
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                return self.change_set("CREATE", source, parameters, digest)
+            except CreateCollided as err:
+                if attempt == CREATE_ATTEMPTS:
+                    fail(f"stack {self.stack}: {attempt} creations collided with existing functions ({err})")
+                for name in err.functions:
+                    self.delete_function(name)
+                self.delete_stack(f"creation {attempt} collided with functions it had made ({err})")
+        return False
+
+    def delete_function(self, name: str) -> None:
+        try:
+            self.awslambda.delete_function(FunctionName=name)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
 
     def deploy(self, template: dict, parameters: dict[str, str], digest: str) -> bool:
         """Create or update the stack. Returns False when nothing changed.
@@ -271,13 +325,13 @@ class Deployer:
             stack = None
         source = self.template_source(template, digest)
         if stack is None or stack["StackStatus"] == "DELETE_COMPLETE":
-            return self.change_set("CREATE", source, parameters, digest)
+            return self.create(source, parameters, digest)
         try:
             return self.change_set("UPDATE", source, parameters, digest)
         except CannotUpdate as err:
             reason = str(err).splitlines()[0][:160]
             self.delete_stack(f"LocalStack cannot update the stack in place ({reason})")
-            return self.change_set("CREATE", source, parameters, digest)
+            return self.create(source, parameters, digest)
 
     def function_environment(self, function_name: str) -> dict[str, str]:
         config = self.awslambda.get_function_configuration(FunctionName=function_name)

@@ -15,7 +15,10 @@ use crate::post_policy;
 /// S3's advice for latency-sensitive applications: a request under 512 KB, whose median latency
 /// is tens of milliseconds, that has not answered after 2 seconds is retried (on a new
 /// connection), rather than waited for. A result image is almost always that small, and its PUT
-/// is on the path to the caller's result URL (docs/capacity.md, latency budget).
+/// is on the path to the caller's result URL (docs/capacity.md, latency budget). Only buckets on
+/// that path ([`S3Bucket::on_request_path`]: staging and results) retry so soon; the usage
+/// archive's PUTs, which nobody waits for, get every call's 10 s, so that a slow store fails
+/// them less often, not sooner.
 pub const SMALL_OBJECT_BYTES: usize = 512 * 1024;
 pub const SMALL_OBJECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -26,6 +29,8 @@ pub struct S3Bucket {
     bucket: String,
     /// What presigned POST uploads are signed with (the client's own are not readable back).
     credentials: Option<SharedCredentialsProvider>,
+    /// Whether a small PUT is retried after [`SMALL_OBJECT_ATTEMPT_TIMEOUT`].
+    on_request_path: bool,
 }
 
 impl S3Bucket {
@@ -34,7 +39,15 @@ impl S3Bucket {
             client,
             bucket: bucket.into(),
             credentials: None,
+            on_request_path: false,
         }
+    }
+
+    /// A bucket whose PUTs someone waits for (a caller's job, its result URL): a small PUT that
+    /// has not answered after [`SMALL_OBJECT_ATTEMPT_TIMEOUT`] is retried.
+    pub fn on_request_path(mut self) -> Self {
+        self.on_request_path = true;
+        self
     }
 
     /// Signs presigned POST uploads with `credentials` (the SDK configuration's provider).
@@ -75,7 +88,7 @@ impl S3Bucket {
 #[async_trait]
 impl ObjectStore for S3Bucket {
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
-        let attempt = if body.len() < SMALL_OBJECT_BYTES {
+        let attempt = if self.on_request_path && body.len() < SMALL_OBJECT_BYTES {
             SMALL_OBJECT_ATTEMPT_TIMEOUT
         } else {
             crate::sdk::ATTEMPT_TIMEOUT

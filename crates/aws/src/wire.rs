@@ -43,8 +43,9 @@ impl Adapters {
         );
         Self {
             staging: S3Bucket::new(s3.clone(), &resources.staging_bucket)
+                .on_request_path()
                 .with_credentials(sdk.credentials_provider()),
-            results: S3Bucket::new(s3.clone(), &resources.results_bucket),
+            results: S3Bucket::new(s3.clone(), &resources.results_bucket).on_request_path(),
             archive: S3Bucket::new(s3, &resources.usage_archive_bucket),
             queue: SqsQueue::new(sqs.clone(), &resources.jobs_queue_url),
             dead_letters: SqsQueue::new(sqs, &resources.jobs_dlq_url),
@@ -53,6 +54,7 @@ impl Adapters {
                 dynamodb.clone(),
                 &resources.api_keys_table,
                 &resources.customers_table,
+                &resources.presets_table,
             ),
             usage,
             rollups: RollupsTable::new(dynamodb.clone(), &resources.usage_rollups_table),

@@ -623,6 +623,126 @@ async fn the_service_end_to_end_over_http() {
     ]);
     let (_, quota_key, _) = cli(&["admin", "key", "create", "--customer", &quota_customer]);
 
+    // ---- presets: saved by an operator and by the customer, used by jobs and the CLI ----
+    let (ok, saved, e) = cli(&[
+        "admin",
+        "preset",
+        "put",
+        "--customer",
+        &other_customer,
+        "card",
+        "width=120",
+        "height=80",
+        "fit=cover",
+        "format=png",
+    ]);
+    assert!(ok, "{e}");
+    assert!(saved.contains("\"card\""), "{saved}");
+    let (ok, _, e) = cli(&[
+        "admin",
+        "preset",
+        "put",
+        "--customer",
+        &other_customer,
+        "bad",
+        "width=0",
+    ]);
+    assert!(!ok && e.contains("width must be 1..=8192"), "{e}");
+    let presets = format!("{}/v1/presets", c.base);
+    let a = c
+        .send(
+            c.http
+                .put(format!("{presets}/square"))
+                .bearer_auth(&other_key)
+                .json(&serde_json::json!({"width": 64, "height": 64, "fit": "cover", "format": "webp"})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    let a = c.send(c.get("/v1/presets", Some(&other_key))).await;
+    let names: Vec<&str> = a.json["presets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["card", "square"], "{}", a.json);
+    // Another customer's presets are not there for the demo customer.
+    let a = c.send(c.get("/v1/presets/card", Some(&key))).await;
+    assert_eq!((a.status, a.code()), (404, "not_found"), "{}", a.json);
+    for (query, want) in [
+        ("preset=card", ("png", 120, 80)),
+        ("preset=square&format=jpeg", ("jpeg", 64, 64)),
+    ] {
+        let a = c
+            .send(c.post(
+                &format!("/v1/jobs?{query}&wait=20"),
+                Some(&other_key),
+                Some("image/jpeg"),
+                jpeg_in.clone(),
+            ))
+            .await;
+        assert_eq!(a.json["status"], "done", "{query}: {}", a.json);
+        let got = download(a.json["result"]["url"].as_str().unwrap()).await;
+        assert_eq!(
+            dimensions(&got),
+            (want.0.to_owned(), want.1, want.2),
+            "{query}"
+        );
+        jobs.push((a.json["job_id"].as_str().unwrap().into(), other_key.clone()));
+    }
+    let src = gw.state_dir.join("preset-in.jpg");
+    std::fs::write(&src, &jpeg_in).unwrap();
+    let out = gw.state_dir.join("preset-out.webp");
+    let (ok, stdout, stderr) = cli(&[
+        "resize",
+        src.to_str().unwrap(),
+        "--preset",
+        "square",
+        "-o",
+        out.to_str().unwrap(),
+        "--endpoint",
+        &gw.base,
+        "--key",
+        &other_key,
+    ]);
+    assert!(
+        ok,
+        "resizer resize --preset failed: {stderr}\n{}",
+        gw.log_tail()
+    );
+    assert!(stdout.contains("64x64"), "{stdout}");
+    assert_eq!(
+        dimensions(&std::fs::read(&out).unwrap()),
+        ("webp".into(), 64, 64)
+    );
+    let a = c
+        .send(
+            c.http
+                .delete(format!("{presets}/square"))
+                .bearer_auth(&other_key),
+        )
+        .await;
+    assert_eq!(a.status, 204, "{}", a.json);
+    let a = c
+        .send(c.post(
+            "/v1/jobs?preset=square",
+            Some(&other_key),
+            Some("image/jpeg"),
+            jpeg_in.clone(),
+        ))
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (400, "invalid_parameter"),
+        "{}",
+        a.json
+    );
+    let (ok, listed, e) = cli(&["admin", "preset", "list", "--customer", &other_customer]);
+    assert!(
+        ok && listed.contains("card") && !listed.contains("square"),
+        "{listed} {e}"
+    );
+
     // ---- the bad-input matrix: documented status and code, never a 5xx ----
     let mine = jobs[0].0.clone();
     let mut corrupt = jpeg(320, 240);

@@ -115,6 +115,11 @@ async fn tables_have_the_template_key_schemas_and_ttl() -> Result<()> {
             None,
         ),
         TableSpec::new(
+            "PresetsTableName",
+            &[("customer_id", KeyType::Hash), ("name", KeyType::Range)],
+            None,
+        ),
+        TableSpec::new(
             "UsageTableName",
             &[("pk", KeyType::Hash), ("sk", KeyType::Range)],
             Some("expires_at"),

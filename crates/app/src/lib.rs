@@ -1,7 +1,8 @@
 //! Resizer's application layer: the use cases, over small storage ports.
 //!
-//! - [`App::submit`], [`App::wait_for`], [`App::job`], [`App::create_upload`] and
-//!   [`App::usage`]: what the api function serves; [`App::authenticate`] in front of them.
+//! - [`App::submit`], [`App::wait_for`], [`App::job`], [`App::create_upload`],
+//!   [`App::usage`] and the presets ([`App::put_preset`], [`App::transform`], …): what the api
+//!   function serves; [`App::authenticate`] in front of them.
 //! - [`App::process`] and [`App::finish_dead_letter`]: what the resize function does with a job
 //!   message, from the jobs queue and from its dead-letter queue.
 //! - [`App::aggregate`] (the schedule: closes due hours), [`App::close_hour`] and
@@ -20,6 +21,7 @@ mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod ports;
+mod presets;
 mod process;
 mod quota;
 pub mod settings;

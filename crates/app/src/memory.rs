@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use resizer_core::job::{Job, JobError, JobId, JobMessage, JobStatus};
 use resizer_core::key::{ApiKey, Customer, CustomerStatus, KeyRecord, KeyStatus};
+use resizer_core::preset::{Preset, PresetName};
 use resizer_core::usage::{HourKey, Period, SkRange, Totals, UsageRecord, shard_for};
 use time::OffsetDateTime;
 
@@ -183,6 +184,7 @@ impl Memory {
                 faults: faults.clone(),
                 keys: Mutex::default(),
                 customers: Mutex::default(),
+                presets: Mutex::default(),
             }),
             rate_counters: Arc::new(MemoryRateCounters {
                 faults: faults.clone(),
@@ -616,6 +618,8 @@ pub struct MemoryAccounts {
     faults: Arc<Faults>,
     keys: Mutex<BTreeMap<String, KeyRecord>>,
     customers: Mutex<BTreeMap<String, Customer>>,
+    /// (customer, name) → preset.
+    presets: Mutex<BTreeMap<(String, PresetName), Preset>>,
 }
 
 #[async_trait]
@@ -719,6 +723,48 @@ impl Accounts for MemoryAccounts {
         })?;
         c.max_open_jobs = limit;
         Ok(())
+    }
+
+    async fn put_preset(&self, preset: &Preset) -> Result<Preset, StoreError> {
+        self.faults.check("accounts.put_preset")?;
+        let mut presets = lock(&self.presets);
+        let key = (preset.customer_id.clone(), preset.name.clone());
+        let mut stored = preset.clone();
+        if let Some(old) = presets.get(&key) {
+            stored.created_at = old.created_at;
+        }
+        presets.insert(key, stored.clone());
+        Ok(stored)
+    }
+
+    async fn get_preset(
+        &self,
+        customer_id: &str,
+        name: &PresetName,
+    ) -> Result<Option<Preset>, StoreError> {
+        self.faults.check("accounts.get_preset")?;
+        Ok(lock(&self.presets)
+            .get(&(customer_id.to_owned(), name.clone()))
+            .cloned())
+    }
+
+    async fn delete_preset(&self, customer_id: &str, name: &PresetName) -> Result<(), StoreError> {
+        self.faults.check("accounts.delete_preset")?;
+        lock(&self.presets)
+            .remove(&(customer_id.to_owned(), name.clone()))
+            .map(drop)
+            .ok_or(StoreError::NotFound {
+                op: "accounts.delete_preset",
+            })
+    }
+
+    async fn list_presets(&self, customer_id: &str) -> Result<Vec<Preset>, StoreError> {
+        self.faults.check("accounts.list_presets")?;
+        Ok(lock(&self.presets)
+            .iter()
+            .filter(|((c, _), _)| c == customer_id)
+            .map(|(_, p)| p.clone())
+            .collect())
     }
 }
 

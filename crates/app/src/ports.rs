@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use resizer_core::image::{ImageError, ImageInfo, Limits};
 use resizer_core::job::{Job, JobError, JobId, JobMessage};
 use resizer_core::key::{Customer, CustomerStatus, KeyRecord};
+use resizer_core::preset::{Preset, PresetName};
 use resizer_core::transform::{Format, TransformSpec};
 use resizer_core::usage::{HourKey, MAX_USAGE_SHARDS, Period, SkRange, Totals, UsageRecord};
 use time::OffsetDateTime;
@@ -160,8 +161,8 @@ pub trait JobQueue: Send + Sync {
     async fn defer(&self, receipt_handle: &str, delay: Duration) -> Result<(), StoreError>;
 }
 
-/// The api-keys and customers tables: the management plane writes them, authentication reads
-/// them.
+/// The api-keys, customers and presets tables: the management plane writes them, authentication
+/// reads them; customers manage their own presets through the API.
 #[async_trait]
 pub trait Accounts: Send + Sync {
     async fn put_new_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
@@ -187,6 +188,20 @@ pub trait Accounts: Send + Sync {
         id: &str,
         limit: Option<u64>,
     ) -> Result<(), StoreError>;
+    /// Saves a preset under its customer and name, replacing one of the same name but keeping
+    /// its `created_at`. Returns the preset as stored: new when its `created_at` is its
+    /// `updated_at`.
+    async fn put_preset(&self, preset: &Preset) -> Result<Preset, StoreError>;
+    /// One preset, strongly consistent (a job submitted right after a change sees it).
+    async fn get_preset(
+        &self,
+        customer_id: &str,
+        name: &PresetName,
+    ) -> Result<Option<Preset>, StoreError>;
+    /// `NotFound` if there is no such preset.
+    async fn delete_preset(&self, customer_id: &str, name: &PresetName) -> Result<(), StoreError>;
+    /// A customer's presets, by name; strongly consistent.
+    async fn list_presets(&self, customer_id: &str) -> Result<Vec<Preset>, StoreError>;
 }
 
 /// One raw usage item as read: its sort key, and its record or why it could not be read (a

@@ -69,6 +69,7 @@ pub const OPEN_BY_CUSTOMER_INDEX: Resource =
     Resource::objects("JobsTable", "index/open-by-customer");
 pub const API_KEYS_TABLE: Resource = Resource::whole("ApiKeysTable");
 pub const CUSTOMERS_TABLE: Resource = Resource::whole("CustomersTable");
+pub const PRESETS_TABLE: Resource = Resource::whole("PresetsTable");
 pub const USAGE_TABLE: Resource = Resource::whole("UsageTable");
 pub const USAGE_ROLLUPS_TABLE: Resource = Resource::whole("UsageRollupsTable");
 pub const RATE_LIMITS_TABLE: Resource = Resource::whole("RateLimitsTable");
@@ -358,6 +359,30 @@ pub const OPERATIONS: &[Operation] = &[
         grants: &[g("dynamodb:GetItem", CUSTOMERS_TABLE)],
         note: NONE,
     },
+    Operation {
+        op: "accounts.put_preset",
+        keys: None,
+        grants: &[g("dynamodb:UpdateItem", PRESETS_TABLE)],
+        note: "SET with if_not_exists(created_at): one call that keeps created_at",
+    },
+    Operation {
+        op: "accounts.get_preset",
+        keys: None,
+        grants: &[g("dynamodb:GetItem", PRESETS_TABLE)],
+        note: NONE,
+    },
+    Operation {
+        op: "accounts.delete_preset",
+        keys: None,
+        grants: &[g("dynamodb:DeleteItem", PRESETS_TABLE)],
+        note: NONE,
+    },
+    Operation {
+        op: "accounts.list_presets",
+        keys: None,
+        grants: &[g("dynamodb:Query", PRESETS_TABLE)],
+        note: NONE,
+    },
     // The management plane (`resizer admin`, operators' credentials): no function calls these.
     Operation {
         op: "accounts.put_new_key",
@@ -521,6 +546,7 @@ pub const API: Function = Function {
         "result_url",
         "create_upload",
         "usage",
+        "put_preset, preset, presets, delete_preset, transform (a job naming a preset)",
     ],
     calls: &[
         "accounts.get_key",
@@ -541,6 +567,10 @@ pub const API: Function = Function {
         "results.presign_get results/*",
         "staging.presign_post uploads/*",
         "rollups.between",
+        "accounts.list_presets",
+        "accounts.put_preset",
+        "accounts.get_preset",
+        "accounts.delete_preset",
     ],
 };
 

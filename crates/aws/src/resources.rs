@@ -50,6 +50,7 @@ pub const JOBS_DLQ_ARN: Resource = r("JobsDlqArn", "JOBS_DLQ_ARN");
 pub const JOBS_TABLE: Resource = r("JobsTableName", "JOBS_TABLE");
 pub const API_KEYS_TABLE: Resource = r("ApiKeysTableName", "API_KEYS_TABLE");
 pub const CUSTOMERS_TABLE: Resource = r("CustomersTableName", "CUSTOMERS_TABLE");
+pub const PRESETS_TABLE: Resource = r("PresetsTableName", "PRESETS_TABLE");
 pub const USAGE_TABLE: Resource = r("UsageTableName", "USAGE_TABLE");
 pub const USAGE_ROLLUPS_TABLE: Resource = r("UsageRollupsTableName", "USAGE_ROLLUPS_TABLE");
 pub const RATE_LIMITS_TABLE: Resource = r("RateLimitsTableName", "RATE_LIMITS_TABLE");
@@ -78,6 +79,7 @@ pub const ALL: &[Resource] = &[
     JOBS_TABLE,
     API_KEYS_TABLE,
     CUSTOMERS_TABLE,
+    PRESETS_TABLE,
     USAGE_TABLE,
     USAGE_ROLLUPS_TABLE,
     RATE_LIMITS_TABLE,
@@ -101,6 +103,7 @@ pub struct Resources {
     pub jobs_table: String,
     pub api_keys_table: String,
     pub customers_table: String,
+    pub presets_table: String,
     pub usage_table: String,
     pub usage_rollups_table: String,
     /// The aggregate-slice function (only the aggregate function has it; without it, an hour's
@@ -133,6 +136,7 @@ impl Resources {
             jobs_table: req(JOBS_TABLE)?,
             api_keys_table: req(API_KEYS_TABLE)?,
             customers_table: req(CUSTOMERS_TABLE)?,
+            presets_table: req(PRESETS_TABLE)?,
             usage_table: req(USAGE_TABLE)?,
             usage_rollups_table: req(USAGE_ROLLUPS_TABLE)?,
             aggregate_slice_function: optional(AGGREGATE_SLICE_FUNCTION),

@@ -26,6 +26,9 @@ enum AdminCommand {
     /// API keys: create, list, revoke.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// A customer's presets (named transforms): list, get, put, delete.
+    #[command(subcommand)]
+    Preset(PresetCommand),
     /// A customer's usage rollups, as a table.
     Usage {
         #[arg(long)]
@@ -105,11 +108,42 @@ enum KeyCommand {
     Revoke { key_id: String },
 }
 
+#[derive(Debug, Subcommand)]
+enum PresetCommand {
+    /// List a customer's presets.
+    List {
+        #[arg(long)]
+        customer: String,
+    },
+    /// Show one preset.
+    Get {
+        #[arg(long)]
+        customer: String,
+        name: String,
+    },
+    /// Save a preset from name=value transform parameters (a job's), replacing one of that name:
+    /// `put --customer cus_… thumb width=300 fit=cover format=webp`.
+    Put {
+        #[arg(long)]
+        customer: String,
+        name: String,
+        #[arg(required = true, value_name = "PARAM=VALUE")]
+        params: Vec<String>,
+    },
+    /// Delete a preset (jobs that used it keep their transform).
+    Delete {
+        #[arg(long)]
+        customer: String,
+        name: String,
+    },
+}
+
 pub async fn run(args: AdminArgs) -> CliResult {
     let state = load_app(args.stack.as_deref()).await?;
     match args.command {
         AdminCommand::Customer(c) => customer(&state, c).await,
         AdminCommand::Key(k) => key(&state, k).await,
+        AdminCommand::Preset(p) => preset(&state, p).await,
         AdminCommand::Usage {
             customer,
             from,
@@ -321,6 +355,93 @@ async fn key(state: &App, cmd: KeyCommand) -> CliResult {
                 "{key_id} revoked; it is refused within {} s (the auth cache TTL)",
                 state.settings.auth_cache_ttl.as_secs()
             );
+        }
+    }
+    Ok(())
+}
+
+/// The customer as the preset use cases' caller (the operator acts for it).
+async fn acting_for(state: &App, customer_id: &str) -> CliResult<resizer_app::Principal> {
+    let c = require_customer(state, customer_id).await?;
+    Ok(resizer_app::Principal {
+        customer_id: c.customer_id,
+        key_id: "resizer-admin".into(),
+        monthly_job_quota: c.monthly_job_quota,
+        month_jobs: 0,
+        max_open_jobs: c.max_open_jobs,
+    })
+}
+
+/// A use case's `NotFound` as "the customer has no such preset".
+fn no_such<'a>(
+    customer: &'a str,
+    name: &'a str,
+) -> impl Fn(resizer_app::AppError) -> CliError + 'a {
+    move |e| match e {
+        resizer_app::AppError::NotFound => {
+            CliError::new(format!("{customer} has no preset {name:?}"))
+        }
+        e => e.into(),
+    }
+}
+
+async fn preset(state: &App, cmd: PresetCommand) -> CliResult {
+    let show = |p: resizer_core::preset::Preset| {
+        let resource = resizer_core::contract::PresetResource::from(p);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&resource).unwrap_or_default()
+        );
+    };
+    match cmd {
+        PresetCommand::List { customer } => {
+            let who = acting_for(state, &customer).await?;
+            let rows: Vec<Vec<String>> = state
+                .presets(&who)
+                .await?
+                .into_iter()
+                .map(|p| {
+                    let params: Vec<String> =
+                        p.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    vec![p.name.to_string(), params.join(" "), ts(p.updated_at)]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["name", "params", "updated_at"], &rows)
+            );
+        }
+        PresetCommand::Get { customer, name } => {
+            let who = acting_for(state, &customer).await?;
+            let p = state
+                .preset(&who, &name)
+                .await
+                .map_err(no_such(&customer, &name))?;
+            show(p);
+        }
+        PresetCommand::Put {
+            customer,
+            name,
+            params,
+        } => {
+            let who = acting_for(state, &customer).await?;
+            let pairs = crate::assignments(&params)?;
+            let p = state
+                .put_preset(
+                    &who,
+                    &name,
+                    pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+                .await?;
+            show(p);
+        }
+        PresetCommand::Delete { customer, name } => {
+            let who = acting_for(state, &customer).await?;
+            state
+                .delete_preset(&who, &name)
+                .await
+                .map_err(no_such(&customer, &name))?;
+            println!("{customer}: preset {name} deleted");
         }
     }
     Ok(())

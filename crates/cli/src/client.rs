@@ -1,4 +1,4 @@
-//! The customer's side: `resizer resize`, `resizer usage`, `resizer jobs get`.
+//! The customer's side: `resizer resize`, `resizer usage`, `resizer jobs get`, `resizer presets`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use resizer_core::contract::{ErrorBody, JobResource, UploadResource, UsageResource};
+use resizer_core::contract::{
+    ErrorBody, JobResource, PresetListResource, UploadResource, UsageResource,
+};
 use resizer_core::usage::Totals;
 use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
@@ -41,6 +43,10 @@ pub struct Conn {
 pub struct ResizeArgs {
     /// The image to resize (JPEG, PNG, WebP or GIF).
     file: PathBuf,
+    /// One of your presets (`resizer presets list`); the flags given here override its
+    /// parameters.
+    #[arg(long)]
+    preset: Option<String>,
     #[arg(long)]
     width: Option<u32>,
     #[arg(long)]
@@ -106,6 +112,31 @@ pub struct JobsArgs {
     command: JobsCommand,
     #[command(flatten)]
     conn: Conn,
+}
+
+#[derive(Debug, Args)]
+pub struct PresetsArgs {
+    #[command(subcommand)]
+    command: PresetsCommand,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+enum PresetsCommand {
+    /// List your presets.
+    List,
+    /// Show one preset.
+    Get { name: String },
+    /// Save a preset from name=value transform parameters, replacing one of that name:
+    /// `put thumb width=300 fit=cover format=webp`.
+    Put {
+        name: String,
+        #[arg(required = true, value_name = "PARAM=VALUE")]
+        params: Vec<String>,
+    },
+    /// Delete a preset.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +274,9 @@ fn streamed(data: Vec<u8>, pb: ProgressBar) -> reqwest::Body {
 
 fn params(a: &ResizeArgs) -> Vec<(&'static str, String)> {
     let mut p = Vec::new();
+    if let Some(name) = &a.preset {
+        p.push(("preset", name.clone()));
+    }
     if let Some(w) = a.width {
         p.push(("width", w.to_string()));
     }
@@ -502,6 +536,61 @@ pub async fn jobs(a: JobsArgs) -> CliResult {
     Ok(())
 }
 
+pub async fn presets(a: PresetsArgs) -> CliResult {
+    let api = Api::new(&a.conn)?;
+    let path = |name: &str| format!("/v1/presets/{}", urlencoding(name));
+    let body = match a.command {
+        PresetsCommand::List => {
+            let list: PresetListResource = api.send(api.http.get(api.url("/v1/presets"))).await?;
+            let rows: Vec<Vec<String>> = list
+                .presets
+                .into_iter()
+                .map(|p| {
+                    let params: Vec<String> =
+                        p.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    vec![
+                        p.name,
+                        params.join(" "),
+                        p.updated_at.format(&Rfc3339).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["name", "params", "updated_at"], &rows)
+            );
+            return Ok(());
+        }
+        PresetsCommand::Get { name } => api.send_raw(api.http.get(api.url(&path(&name)))).await?,
+        PresetsCommand::Put { name, params } => {
+            let fields: serde_json::Map<String, Value> = crate::assignments(&params)?
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            api.send_raw(api.http.put(api.url(&path(&name))).json(&fields))
+                .await?
+        }
+        PresetsCommand::Delete { name } => {
+            api.send_raw(api.http.delete(api.url(&path(&name)))).await?;
+            println!("preset {name} deleted");
+            return Ok(());
+        }
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&body).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// A path segment, percent-encoded (a preset name needs none; a mistyped one must still reach
+/// the service intact, to be refused there).
+fn urlencoding(segment: &str) -> String {
+    form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,6 +648,11 @@ mod tests {
         let p = parse(&["--width", "9", "--position", "attention", "--flip"]);
         assert_eq!(p[1], ("position", "attention".to_owned()));
         assert_eq!(p[2], ("flip", "true".to_owned()));
+        // A preset goes first; the flags given override its parameters at the service.
+        assert_eq!(
+            parse(&["--preset", "thumb", "--format", "png"]),
+            [("preset", "thumb".to_owned()), ("format", "png".to_owned())]
+        );
         // Half a focal point is sent as it is, for the service to name what is missing.
         assert_eq!(
             parse(&["--width", "9", "--focus", "0.5"])[1],

@@ -4,7 +4,8 @@
 //!   plane);
 //! - `resizer dev` serves the HTTP API on 127.0.0.1 against the local AWS, the way API Gateway,
 //!   the SQS event source mapping and the schedule would;
-//! - `resizer resize`, `resizer usage` and `resizer jobs get` call the HTTP API as a customer.
+//! - `resizer resize`, `resizer usage`, `resizer jobs get` and `resizer presets …` call the HTTP
+//!   API as a customer.
 
 mod admin;
 mod client;
@@ -38,6 +39,8 @@ enum Command {
     Usage(client::UsageArgs),
     /// Inspect jobs.
     Jobs(client::JobsArgs),
+    /// Your presets (named transforms): list, get, put, delete.
+    Presets(client::PresetsArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
             Command::Resize(a) => client::resize(a).await,
             Command::Usage(a) => client::usage(a).await,
             Command::Jobs(a) => client::jobs(a).await,
+            Command::Presets(a) => client::presets(a).await,
         }
     });
     match result {
@@ -93,6 +97,24 @@ impl CliError {
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
+impl From<resizer_app::AppError> for CliError {
+    fn from(e: resizer_app::AppError) -> Self {
+        Self::Message(e.to_string())
+    }
+}
+
+/// `name=value` arguments (a preset's transform parameters) as pairs.
+pub fn assignments(args: &[String]) -> CliResult<Vec<(String, String)>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => Err(CliError::new(format!(
+                "{a:?} is not name=value (for example width=300 fit=cover)"
+            ))),
+        })
+        .collect()
+}
+
 /// The service on the stack named by `--stack`/`RESIZER_STACK` (its outputs), else on the names
 /// in the environment (as the functions get them).
 pub async fn load_app(stack: Option<&str>) -> CliResult<resizer_app::App> {
@@ -108,4 +130,26 @@ pub async fn load_app(stack: Option<&str>) -> CliResult<resizer_app::App> {
             resizer_app::Settings::from_env()?,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn assignments_are_name_equals_value() {
+        let args: Vec<String> = ["width=300", "background= fff", "x=a=b"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            super::assignments(&args).unwrap(),
+            [
+                ("width".to_owned(), "300".to_owned()),
+                ("background".to_owned(), " fff".to_owned()),
+                ("x".to_owned(), "a=b".to_owned()),
+            ]
+        );
+        for bad in ["width", "=3", " =3"] {
+            let e = super::assignments(&[bad.to_owned()]).unwrap_err();
+            assert!(e.to_string().contains("is not name=value"), "{e}");
+        }
+    }
 }

@@ -17,22 +17,36 @@ pub enum Route {
     GetJob,
     CreateUpload,
     GetUsage,
+    ListPresets,
+    PutPreset,
+    GetPreset,
+    DeletePreset,
 }
 
 impl Route {
     /// Every route, in the order `openapi.yaml` documents them.
-    pub const ALL: [Route; 5] = [
+    pub const ALL: [Route; 9] = [
         Route::Health,
         Route::CreateJob,
         Route::GetJob,
         Route::CreateUpload,
         Route::GetUsage,
+        Route::ListPresets,
+        Route::PutPreset,
+        Route::GetPreset,
+        Route::DeletePreset,
     ];
 
     pub fn method(self) -> &'static str {
         match self {
-            Route::Health | Route::GetJob | Route::GetUsage => "GET",
+            Route::Health
+            | Route::GetJob
+            | Route::GetUsage
+            | Route::ListPresets
+            | Route::GetPreset => "GET",
             Route::CreateJob | Route::CreateUpload => "POST",
+            Route::PutPreset => "PUT",
+            Route::DeletePreset => "DELETE",
         }
     }
 
@@ -44,6 +58,8 @@ impl Route {
             Route::GetJob => "/v1/jobs/{job_id}",
             Route::CreateUpload => "/v1/uploads",
             Route::GetUsage => "/v1/usage",
+            Route::ListPresets => "/v1/presets",
+            Route::PutPreset | Route::GetPreset | Route::DeletePreset => "/v1/presets/{name}",
         }
     }
 
@@ -60,6 +76,10 @@ impl Route {
             Route::GetJob => "GET /v1/jobs/{job_id}",
             Route::CreateUpload => "POST /v1/uploads",
             Route::GetUsage => "GET /v1/usage",
+            Route::ListPresets => "GET /v1/presets",
+            Route::PutPreset => "PUT /v1/presets/{name}",
+            Route::GetPreset => "GET /v1/presets/{name}",
+            Route::DeletePreset => "DELETE /v1/presets/{name}",
         }
     }
 
@@ -182,6 +202,35 @@ pub struct UsageItem {
     pub period: String,
 }
 
+/// A preset (`PUT`/`GET /v1/presets/{name}`): its parameters as given, each value a string as in
+/// a query string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresetResource {
+    pub name: String,
+    pub params: std::collections::BTreeMap<String, String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<crate::preset::Preset> for PresetResource {
+    fn from(p: crate::preset::Preset) -> Self {
+        Self {
+            name: p.name.into(),
+            params: p.params,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// `GET /v1/presets`: the caller's presets, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresetListResource {
+    pub presets: Vec<PresetResource>,
+}
+
 /// Every error response: `{"error": {"code", "message", "request_id"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -210,6 +259,7 @@ mod tests {
         assert_eq!(Route::find("DELETE", "/v1/jobs/{job_id}"), None);
         assert_eq!(Route::allowed_on("/v1/health"), "GET, HEAD");
         assert_eq!(Route::allowed_on("/v1/jobs"), "POST");
+        assert_eq!(Route::allowed_on("/v1/presets/{name}"), "PUT, GET, DELETE");
         assert!(!Route::Health.needs_key() && Route::GetJob.needs_key());
     }
 

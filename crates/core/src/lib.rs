@@ -6,12 +6,14 @@
 //!   completeness check, the geometry of a transform) and [`image::ImageError`].
 //! - [`job`]: job identity, states and the forward-only state machine.
 //! - [`key`]: API key format, generation and constant-time verification.
+//! - [`preset`]: a customer's named transforms, their names and how a job applies one.
 //! - [`usage`]: raw usage records, their keys, and the rollup maths.
 
 pub mod contract;
 pub mod image;
 pub mod job;
 pub mod key;
+pub mod preset;
 pub mod transform;
 pub mod usage;
 

@@ -83,7 +83,12 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([http::Method::GET, http::Method::POST])
+            .allow_methods([
+                http::Method::GET,
+                http::Method::POST,
+                http::Method::PUT,
+                http::Method::DELETE,
+            ])
             .allow_headers([
                 http::header::AUTHORIZATION,
                 http::header::CONTENT_TYPE,
@@ -115,6 +120,10 @@ fn with_route(methods: MethodRouter<App>, route: Route) -> MethodRouter<App> {
         Route::GetJob => methods.on(filter, routes::get_job),
         Route::CreateUpload => methods.on(filter, routes::create_upload),
         Route::GetUsage => methods.on(filter, routes::get_usage),
+        Route::ListPresets => methods.on(filter, routes::list_presets),
+        Route::PutPreset => methods.on(filter, routes::put_preset),
+        Route::GetPreset => methods.on(filter, routes::get_preset),
+        Route::DeletePreset => methods.on(filter, routes::delete_preset),
     }
 }
 

@@ -53,70 +53,118 @@ fn set_wait(wait: &mut Option<Duration>, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /v1/jobs`: the transform from the query string (or the JSON body), the image from the
-/// body (or the upload the JSON body names), and how long to wait. With `format=auto`, the
-/// formats the `Accept` header takes are recorded in the transform.
-pub fn submission(
-    settings: &Settings,
+/// What `POST /v1/jobs` asks for, before the transform is resolved (a preset is read from the
+/// store): its transform parameters, the preset it names, the upload it names, and how long to
+/// wait.
+#[derive(Debug)]
+pub struct JobRequest {
+    pub pairs: Vec<(String, String)>,
+    pub preset: Option<String>,
+    upload_id: Option<String>,
+    content_type: Option<String>,
+    pub wait: Option<Duration>,
+}
+
+/// `POST /v1/jobs`: the transform parameters from the query string (or the JSON body), with
+/// `preset` and `wait` set apart; the image from the body (or the upload the JSON body names).
+pub fn job_request(
     query: Vec<(String, String)>,
     content_type: Option<&str>,
-    accept: Option<&str>,
     body: &[u8],
-) -> Result<(Submission, Option<Duration>), ApiError> {
+) -> Result<JobRequest, ApiError> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut wait = None;
-    for (k, v) in query {
-        if k == "wait" {
-            set_wait(&mut wait, &v)?;
-        } else {
-            pairs.push((k, v));
+    let mut preset = None;
+    let mut upload_id = None;
+    let content_type = media_type(content_type);
+    let mut fields = query;
+    if content_type.as_deref() == Some("application/json") {
+        fields.extend(json_fields(
+            body,
+            "{\"upload_id\": \"…\", \"width\": 400, …}",
+            "an object with upload_id and the transform parameters",
+        )?);
+    }
+    for (k, v) in fields {
+        match k.as_str() {
+            "wait" => set_wait(&mut wait, &v)?,
+            "preset" if preset.is_some() => {
+                return Err(ApiError::invalid("preset is given more than once"));
+            }
+            "preset" => preset = Some(v),
+            "upload_id" if content_type.as_deref() == Some("application/json") => {
+                upload_id = Some(v)
+            }
+            _ => pairs.push((k, v)),
         }
     }
-    let content_type = media_type(content_type);
-    let mut upload_id = None;
-    if content_type.as_deref() == Some("application/json") {
-        let json: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::invalid(format!(
-                "the JSON body is invalid ({e}); expected {{\"upload_id\": \"…\", \"width\": 400, …}}"
-            ))
-        })?;
-        let Value::Object(fields) = json else {
-            return Err(ApiError::invalid(
-                "the JSON body must be an object with upload_id and the transform parameters",
-            ));
-        };
-        for (k, v) in fields {
+    if content_type.as_deref() == Some("application/json") && upload_id.is_none() {
+        return Err(ApiError::invalid(
+            "upload_id is required in a JSON body (get one from POST /v1/uploads); \
+             to send the image itself, use an image Content-Type",
+        ));
+    }
+    Ok(JobRequest {
+        pairs,
+        preset,
+        upload_id,
+        content_type,
+        wait,
+    })
+}
+
+impl JobRequest {
+    /// The submission of the resolved transform `spec` (with `format=auto`, the formats the
+    /// `Accept` header takes are recorded in it).
+    pub fn submission(
+        self,
+        settings: &Settings,
+        spec: TransformSpec,
+        accept: Option<&str>,
+        body: &[u8],
+    ) -> Result<Submission, ApiError> {
+        let spec = spec.negotiated(accept);
+        Ok(match self.upload_id {
+            Some(id) => Submission::upload(spec, id),
+            None => Submission::inline(spec, self.content_type.as_deref(), body, settings)?,
+        })
+    }
+}
+
+/// The fields of a JSON object body, each value rendered as a query string would carry it.
+/// `example` and `expected` describe the object for the error messages.
+pub fn json_fields(
+    body: &[u8],
+    example: &str,
+    expected: &str,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(format!(
+            "the JSON body is invalid ({e}); expected {example}"
+        ))
+    })?;
+    let Value::Object(fields) = json else {
+        return Err(ApiError::invalid(format!(
+            "the JSON body must be {expected}"
+        )));
+    };
+    fields
+        .into_iter()
+        .map(|(k, v)| {
             let text = match v {
                 Value::String(s) => s,
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 _ => {
                     return Err(ApiError::invalid(format!(
-                        "{k} must be a string, number or boolean"
+                        "{} must be a string, number or boolean",
+                        resizer_core::shorten(&k, 40)
                     )));
                 }
             };
-            match k.as_str() {
-                "upload_id" => upload_id = Some(text),
-                "wait" => set_wait(&mut wait, &text)?,
-                _ => pairs.push((k, text)),
-            }
-        }
-        if upload_id.is_none() {
-            return Err(ApiError::invalid(
-                "upload_id is required in a JSON body (get one from POST /v1/uploads); \
-                 to send the image itself, use an image Content-Type",
-            ));
-        }
-    }
-    let spec = TransformSpec::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(|e| ApiError::invalid(e.message))?
-        .negotiated(accept);
-    let sub = match upload_id {
-        Some(id) => Submission::upload(spec, id),
-        None => Submission::inline(spec, content_type.as_deref(), body, settings)?,
-    };
-    Ok((sub, wait))
+            Ok((k, text))
+        })
+        .collect()
 }
 
 /// Refuses parameters outside `allowed` and repeated ones.

@@ -7,9 +7,10 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
 use resizer_app::{App, Principal};
+use resizer_core::contract::Route;
 use resizer_core::contract::{
-    Health, InputResource, JobErrorResource, JobResource, ResultResource, UploadResource,
-    UsageItem, UsageResource,
+    Health, InputResource, JobErrorResource, JobResource, PresetListResource, PresetResource,
+    ResultResource, UploadResource, UsageItem, UsageResource,
 };
 use resizer_core::job::{IdempotencyKey, Job};
 use resizer_core::usage::{Totals, UsageRange};
@@ -45,7 +46,16 @@ pub async fn create_job(
         .and_then(|v| v.to_str().ok());
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let query = parse::query_pairs(query.as_deref());
-    let (sub, wait) = parse::submission(&app.settings, query, content_type, accept, &body)?;
+    let request = parse::job_request(query, content_type, &body)?;
+    let spec = app
+        .transform(
+            &principal,
+            request.preset.as_deref(),
+            request.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .await?;
+    let wait = request.wait;
+    let sub = request.submission(&app.settings, spec, accept, &body)?;
     let submitted = app
         .submit(&principal, sub.with_idempotency_key(key))
         .await?;
@@ -126,12 +136,7 @@ pub async fn create_upload(
     headers: HeaderMap,
 ) -> Reply {
     let principal = authenticate(&app, &headers, &log).await?;
-    if let Some((k, _)) = parse::query_pairs(query.as_deref()).first() {
-        return Err(ApiError::invalid(format!(
-            "POST /v1/uploads takes no parameters, got {:?}",
-            resizer_core::shorten(k, 40)
-        )));
-    }
+    no_parameters(query.as_deref(), "POST /v1/uploads")?;
     let key = idempotency_key(&headers)?;
     let up = app.create_upload(&principal, key.as_ref()).await?;
     let resource = UploadResource {
@@ -182,6 +187,140 @@ pub async fn get_usage(
         totals,
     })
     .into_response())
+}
+
+pub async fn list_presets(
+    State(app): State<App>,
+    Extension(log): Extension<Log>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    let principal = authenticate(&app, &headers, &log).await?;
+    no_parameters(query.as_deref(), "GET /v1/presets")?;
+    let presets = app.presets(&principal).await?;
+    Ok(Json(PresetListResource {
+        presets: presets.into_iter().map(PresetResource::from).collect(),
+    })
+    .into_response())
+}
+
+/// Saves the caller's preset from a JSON object of transform parameters: 201 when new, 200 when
+/// it replaced one.
+pub async fn put_preset(
+    State(app): State<App>,
+    Extension(log): Extension<Log>,
+    invalid_body: Option<Extension<crate::InvalidBody>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    path: NamePath,
+    body: Bytes,
+) -> Reply {
+    let (principal, name) =
+        preset_call(&app, &headers, &log, path, query, Route::PutPreset).await?;
+    if invalid_body.is_some() {
+        return Err(ApiError::invalid("the request body is not valid base64"));
+    }
+    let content_type = parse::media_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    if content_type.as_deref() != Some("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type must be application/json (an object of transform parameters), got {}",
+                content_type.map_or("none".to_string(), |c| format!(
+                    "{:?}",
+                    resizer_core::shorten(&c, 40)
+                ))
+            ),
+        ));
+    }
+    let params = parse::json_fields(
+        &body,
+        "{\"width\": 400, \"fit\": \"cover\", …}",
+        "an object of transform parameters",
+    )?;
+    let saved = app
+        .put_preset(
+            &principal,
+            &name,
+            params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .await?;
+    let status = if saved.created_at == saved.updated_at {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/v1/presets/{}", saved.name);
+    Ok((
+        status,
+        [(header::LOCATION, location)],
+        Json(PresetResource::from(saved)),
+    )
+        .into_response())
+}
+
+pub async fn get_preset(
+    State(app): State<App>,
+    Extension(log): Extension<Log>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    path: NamePath,
+) -> Reply {
+    let (principal, name) =
+        preset_call(&app, &headers, &log, path, query, Route::GetPreset).await?;
+    let preset = app.preset(&principal, &name).await?;
+    Ok(Json(PresetResource::from(preset)).into_response())
+}
+
+/// 204 once deleted; jobs that used the preset keep the transform they ran with.
+pub async fn delete_preset(
+    State(app): State<App>,
+    Extension(log): Extension<Log>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    path: NamePath,
+) -> Reply {
+    let (principal, name) =
+        preset_call(&app, &headers, &log, path, query, Route::DeletePreset).await?;
+    app.delete_preset(&principal, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A preset route's `{name}`.
+type NamePath = Result<Path<String>, axum::extract::rejection::PathRejection>;
+
+/// The caller and the preset name of a call to a preset route (none of which takes a query
+/// parameter).
+async fn preset_call(
+    app: &App,
+    headers: &HeaderMap,
+    log: &Log,
+    path: NamePath,
+    query: Option<String>,
+    route: Route,
+) -> Result<(Principal, String), ApiError> {
+    let principal = authenticate(app, headers, log).await?;
+    let Ok(Path(name)) = path else {
+        return Err(ApiError::not_found());
+    };
+    no_parameters(query.as_deref(), route.name())?;
+    Ok((principal, name))
+}
+
+/// Refuses any query parameter on a route that takes none.
+fn no_parameters(query: Option<&str>, route: &str) -> Result<(), ApiError> {
+    match parse::query_pairs(query).first() {
+        Some((k, _)) => Err(ApiError::invalid(format!(
+            "{route} takes no parameters, got {:?}",
+            resizer_core::shorten(k, 40)
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The key from `Authorization: Bearer <key>`, else `x-api-key: <key>`.

@@ -1,7 +1,7 @@
 //! What the api function calls, for its IAM policy: the router runs on the in-memory adapters
 //! through every path that reaches storage (authentication with a quota, an inline job, a job
 //! waited for, a failed enqueue and its compensation, an upload and a job from it, a done job's
-//! result URL, usage), and every port call journalled must be in `resizer_aws::iam::API`, and
+//! result URL, usage, presets and a job naming one), and every port call journalled must be in `resizer_aws::iam::API`, and
 //! everything listed there must have been called. `crates/aws/tests/iam.rs` then holds
 //! `template.yaml` to that list.
 
@@ -148,6 +148,29 @@ async fn the_api_calls_exactly_what_its_policy_is_derived_from() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, _) = call(Method::GET, "/v1/health", "", Vec::new()).await;
     assert_eq!(s, StatusCode::OK);
+    // Presets: saved, listed, read, used by a job, deleted.
+    let (s, b) = call(
+        Method::PUT,
+        "/v1/presets/thumb",
+        "application/json",
+        br#"{"width": 1}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = call(Method::GET, "/v1/presets", "", Vec::new()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = call(Method::GET, "/v1/presets/thumb", "", Vec::new()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = call(
+        Method::POST,
+        "/v1/jobs?preset=thumb",
+        "image/png",
+        TINY_PNG.to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b) = call(Method::DELETE, "/v1/presets/thumb", "", Vec::new()).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     journal.extend(mem.faults.take_journal());
 
     let problems = iam::API.audit(&journal);

@@ -59,12 +59,17 @@ fn every_transform_parameter_is_documented_in_each_place() {
             assert!(resolved.is_mapping(), "{name} is defined");
             resolved["name"].as_str().unwrap().to_owned()
         })
-        .filter(|n| !["wait", "Idempotency-Key", "Accept"].contains(&n.as_str()))
+        .filter(|n| !["wait", "preset", "Idempotency-Key", "Accept"].contains(&n.as_str()))
         .collect();
     assert_eq!(query, params, "POST /v1/jobs query parameters");
     let mut upload = properties(&spec, "UploadJobRequest");
-    assert!(upload.remove("upload_id") && upload.remove("wait"));
+    assert!(upload.remove("upload_id") && upload.remove("wait") && upload.remove("preset"));
     assert_eq!(upload, params, "UploadJobRequest");
+    assert_eq!(
+        properties(&spec, "PresetRequest"),
+        params,
+        "PresetRequest (a preset holds any transform parameter)"
+    );
     let mut echoed = properties(&spec, "Params");
     assert!(
         echoed.remove("accept"),

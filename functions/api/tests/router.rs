@@ -75,6 +75,11 @@ impl Api {
         }
     }
 
+    async fn put(&self, uri: &str, body: &str, ct: &str) -> Resp {
+        self.call(Method::PUT, uri, true, body.as_bytes().to_vec(), ct)
+            .await
+    }
+
     async fn get(&self, uri: &str) -> Resp {
         self.call(Method::GET, uri, true, Vec::new(), "").await
     }
@@ -146,7 +151,7 @@ async fn routing_trailing_slashes_wrong_methods_and_unknown_paths() {
 async fn every_route_is_routed_to_its_handler() {
     let a = api().await;
     for r in Route::ALL {
-        let path = r.path().replace("{job_id}", "x");
+        let path = r.path().replace("{job_id}", "x").replace("{name}", "x");
         let m = Method::from_bytes(r.method().as_bytes()).unwrap();
         let resp = a.call(m, &path, false, Vec::new(), "").await;
         // Without a key every route but health answers 401: proof that the route's handler ran.
@@ -359,6 +364,204 @@ async fn a_customer_over_its_rate_gets_429_rate_limited_with_retry_after() {
     assert_eq!(code(&r), "rate_limited");
     assert_eq!(r.headers["retry-after"], "9");
     assert_eq!(a.mem.queue.sent().len(), 10);
+}
+
+#[tokio::test]
+async fn presets_are_saved_read_listed_used_by_jobs_and_deleted() {
+    let a = api().await;
+    let r = a
+        .put(
+            "/v1/presets/thumb",
+            r#"{"width": 300, "fit": "cover", "format": "webp"}"#,
+            "application/json",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.headers["location"], "/v1/presets/thumb");
+    assert_eq!(r.json["name"], "thumb");
+    assert_eq!(
+        r.json["params"],
+        serde_json::json!({"width": "300", "fit": "cover", "format": "webp"})
+    );
+    assert_eq!(r.json["created_at"], r.json["updated_at"]);
+    // Saved again: replaced, 200, created_at kept.
+    let again = a
+        .put(
+            "/v1/presets/thumb",
+            r#"{"width": "200", "fit": "cover"}"#,
+            "application/json; charset=utf-8",
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.json);
+    assert_eq!(again.json["created_at"], r.json["created_at"]);
+    assert_eq!(
+        again.json["params"],
+        serde_json::json!({"width": "200", "fit": "cover"})
+    );
+    let got = a.get("/v1/presets/thumb").await;
+    assert_eq!((got.status, &got.json), (StatusCode::OK, &again.json));
+    let list = a.get("/v1/presets").await;
+    assert_eq!(list.json, serde_json::json!({"presets": [again.json]}));
+
+    // A job names it, and overrides one of its parameters.
+    let r = a
+        .call(
+            Method::POST,
+            "/v1/jobs?preset=thumb&format=png",
+            true,
+            TINY_PNG.to_vec(),
+            "image/png",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    let params = &r.json["params"];
+    assert_eq!(
+        (&params["width"], &params["fit"], &params["format"]),
+        (&200.into(), &"cover".into(), &"png".into()),
+        "{params}"
+    );
+
+    let del = a
+        .call(Method::DELETE, "/v1/presets/thumb", true, Vec::new(), "")
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.text);
+    assert!(del.text.is_empty());
+    for r in [
+        a.get("/v1/presets/thumb").await,
+        a.call(Method::DELETE, "/v1/presets/thumb", true, Vec::new(), "")
+            .await,
+        a.get("/v1/presets/not%20a%20name").await,
+    ] {
+        assert_eq!((r.status, code(&r)), (StatusCode::NOT_FOUND, "not_found"));
+    }
+    assert_eq!(
+        a.get("/v1/presets").await.json["presets"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn a_bad_preset_gets_the_errors_a_job_would() {
+    let a = api().await;
+    let job = a
+        .call(
+            Method::POST,
+            "/v1/jobs?width=0",
+            true,
+            TINY_PNG.to_vec(),
+            "image/png",
+        )
+        .await;
+    let r = a
+        .put("/v1/presets/p", r#"{"width": 0}"#, "application/json")
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json["error"]["message"], job.json["error"]["message"],
+        "the job's message"
+    );
+    let cases = [
+        (
+            "/v1/presets/p",
+            r#"{"fit": "cover"}"#,
+            "width or height is required",
+        ),
+        (
+            "/v1/presets/p",
+            r#"{"width": 9, "colour": "red"}"#,
+            "unknown parameter \"colour\"",
+        ),
+        (
+            "/v1/presets/p",
+            r#"{"width": 9, "preset": "q"}"#,
+            "cannot name another preset",
+        ),
+        (
+            "/v1/presets/p",
+            r#"{"width": [9]}"#,
+            "width must be a string, number or boolean",
+        ),
+        (
+            "/v1/presets/p",
+            r#"[9]"#,
+            "must be an object of transform parameters",
+        ),
+        ("/v1/presets/p", r#"{"width": "#, "the JSON body is invalid"),
+        (
+            "/v1/presets/a.b",
+            r#"{"width": 9}"#,
+            "a preset name is 1 to 64",
+        ),
+        (
+            "/v1/presets/p?width=9",
+            r#"{"width": 9}"#,
+            "takes no parameters",
+        ),
+    ];
+    for (uri, body, says) in cases {
+        let r = a.put(uri, body, "application/json").await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            "{uri} {body}: {}",
+            r.json
+        );
+        let message = r.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{uri} {body}: {message}");
+    }
+    let r = a
+        .put(
+            "/v1/presets/p",
+            "width=9",
+            "application/x-www-form-urlencoded",
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
+    assert!(
+        a.get("/v1/presets").await.json["presets"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // A job naming a preset it does not have, or two, or a mix the preset makes invalid.
+    let r = a
+        .put(
+            "/v1/presets/smart",
+            r#"{"width": 9, "fit": "cover", "position": "entropy"}"#,
+            "application/json",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    for (query, says) in [
+        ("preset=nope", "preset \"nope\" is not one of your presets"),
+        (
+            "preset=smart&preset=smart",
+            "preset is given more than once",
+        ),
+        (
+            "preset=smart&fit=contain",
+            "with preset \"smart\": position=entropy needs fit=cover",
+        ),
+        ("preset=a.b", "a preset name is 1 to 64"),
+    ] {
+        let r = a
+            .call(
+                Method::POST,
+                &format!("/v1/jobs?{query}"),
+                true,
+                TINY_PNG.to_vec(),
+                "image/png",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {}", r.json);
+        let message = r.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{query}: {message}");
+    }
+    assert!(a.mem.queue.sent().is_empty(), "no job was accepted");
 }
 
 /// The answer's `header` lists each of `names`.

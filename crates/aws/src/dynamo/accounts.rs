@@ -1,18 +1,23 @@
-//! The api-keys and customers tables: written by the management plane (`resizer admin`), read by
-//! authentication.
+//! The api-keys, customers and presets tables: written by the management plane (`resizer admin`),
+//! read by authentication; the presets also by their customers, through the API.
 
 use async_trait::async_trait;
 use resizer_app::ports::Accounts;
 use resizer_core::key::{Customer, CustomerStatus, KeyRecord, KeyStatus};
+use resizer_core::preset::{Preset, PresetName};
 use time::OffsetDateTime;
 
-use super::{Item, Table, from_item, key, not_found_on_conflict, num, rfc3339, s, to_item};
+use super::{
+    Item, Table, from_item, key, not_found_on_conflict, num, rfc3339, s, to_item, to_value,
+};
 use crate::error::{StoreError, classify};
 
 #[derive(Debug, Clone)]
 pub struct AccountsTables {
     keys: Table,
     customers: Table,
+    /// pk `customer_id`, sk `name`.
+    presets: Table,
 }
 
 impl AccountsTables {
@@ -20,10 +25,12 @@ impl AccountsTables {
         client: aws_sdk_dynamodb::Client,
         api_keys_table: impl Into<String>,
         customers_table: impl Into<String>,
+        presets_table: impl Into<String>,
     ) -> Self {
         Self {
             keys: Table::new(client.clone(), api_keys_table),
-            customers: Table::new(client, customers_table),
+            customers: Table::new(client.clone(), customers_table),
+            presets: Table::new(client, presets_table),
         }
     }
 }
@@ -135,6 +142,76 @@ impl Accounts for AccountsTables {
     ) -> Result<(), StoreError> {
         self.set_customer_number(id, "max_open_jobs", limit).await
     }
+
+    async fn put_preset(&self, p: &Preset) -> Result<Preset, StoreError> {
+        let now = s(&rfc3339(p.updated_at));
+        let out = self
+            .presets
+            .client
+            .update_item()
+            .table_name(&self.presets.name)
+            .set_key(Some(preset_key(&p.customer_id, &p.name)))
+            .update_expression(
+                "SET #params = :params, #updated = :now, #created = if_not_exists(#created, :now)",
+            )
+            .expression_attribute_names("#params", "params")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_names("#created", "created_at")
+            .expression_attribute_values(":params", to_value(&p.params)?)
+            .expression_attribute_values(":now", now)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb:UpdateItem presets", e))?;
+        from_item(out.attributes.unwrap_or_default())
+    }
+
+    async fn get_preset(
+        &self,
+        customer_id: &str,
+        name: &PresetName,
+    ) -> Result<Option<Preset>, StoreError> {
+        self.presets
+            .get(
+                "dynamodb:GetItem presets",
+                preset_key(customer_id, name),
+                true,
+            )
+            .await
+    }
+
+    async fn delete_preset(&self, customer_id: &str, name: &PresetName) -> Result<(), StoreError> {
+        self.presets
+            .client
+            .delete_item()
+            .table_name(&self.presets.name)
+            .set_key(Some(preset_key(customer_id, name)))
+            .condition_expression("attribute_exists(customer_id)")
+            .send()
+            .await
+            .map_err(|e| not_found_on_conflict(classify("dynamodb:DeleteItem presets", e)))?;
+        Ok(())
+    }
+
+    async fn list_presets(&self, customer_id: &str) -> Result<Vec<Preset>, StoreError> {
+        let items = self
+            .presets
+            .query_all(
+                "dynamodb:Query presets",
+                "customer_id = :c",
+                Item::from([(":c".into(), s(customer_id))]),
+                true,
+            )
+            .await?;
+        items.into_iter().map(from_item).collect()
+    }
+}
+
+fn preset_key(customer_id: &str, name: &PresetName) -> Item {
+    Item::from([
+        ("customer_id".to_owned(), s(customer_id)),
+        ("name".to_owned(), s(name.as_str())),
+    ])
 }
 
 impl AccountsTables {

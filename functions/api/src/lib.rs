@@ -158,6 +158,26 @@ async fn not_found(req: axum::extract::Request) -> ApiError {
     )
 }
 
+/// What a URI's path or query cannot hold as it is: controls, space, non-ASCII and the characters
+/// RFC 3986 leaves out (`"` `#` `<` `>` `\` `^` `` ` `` `{` `|` `}`). `%` is kept: what is already
+/// encoded stays as it was.
+const NOT_IN_URI: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+fn uri_safe(raw: &str) -> String {
+    percent_encoding::utf8_percent_encode(raw, NOT_IN_URI).to_string()
+}
+
 /// A request whose event claimed a base64 body that is not base64 (never from API Gateway or a
 /// function URL; a hand-made event gets a clear 400 rather than a failed invocation).
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +221,13 @@ pub async fn handler(
     {
         payload.request_context.domain_name = None;
     }
+    // And it panics on a path or query a URI cannot hold. API Gateway sends them encoded, but
+    // LocalStack's function URLs decode the path before splitting off the query (an encoded `?`
+    // in a path leaves control characters in rawPath and the rest in rawQueryString): such
+    // characters are encoded again, so that the request is answered (a 404, a 400) rather than
+    // failing the invocation.
+    payload.raw_path = payload.raw_path.map(|p| uri_safe(&p));
+    payload.raw_query_string = payload.raw_query_string.map(|q| uri_safe(&q));
     let mut req =
         http::Request::from(LambdaRequest::ApiGatewayV2(payload)).with_lambda_context(context);
     if invalid {

@@ -298,6 +298,41 @@ async fn a_host_no_url_can_hold_does_not_crash_the_handler() {
 }
 
 #[tokio::test]
+async fn a_path_or_query_no_uri_can_hold_is_answered_not_an_invocation_error() {
+    // LocalStack's function URLs decode the path before splitting off the query, so a path with an
+    // encoded `?` (Schemathesis sent `DELETE /v1/presets/…%1FZ%01%3F…`) arrives as a rawPath with
+    // control characters and a rawQueryString of whatever followed. It must still be answered.
+    let a = api().await;
+    let fixture: Value =
+        serde_json::from_str(include_str!("fixtures/apigw-v2-request.json")).unwrap();
+    for (method, path, query, want) in [
+        (
+            "DELETE",
+            "/v1/presets/\u{a1de}\u{ef}Z\u{1f}\u{1}",
+            "\u{2eea7} \u{a0}aR\u{cd}.",
+            401,
+        ),
+        ("GET", "/v1/health\u{7f} x", "", 404),
+        ("GET", "/v1/health", "a=\u{1}\"<>` {|}^#b", 200),
+    ] {
+        let mut ev = fixture.clone();
+        ev["rawPath"] = path.into();
+        ev["rawQueryString"] = query.into();
+        ev["requestContext"]["http"]["method"] = method.into();
+        ev["requestContext"]["http"]["path"] = path.into();
+        ev["headers"] = serde_json::json!({"host": "abc.lambda-url.us-east-1.on.aws"});
+        ev.as_object_mut().unwrap().remove("body");
+        ev["isBase64Encoded"] = false.into();
+        let ev: ApiGatewayV2httpRequest = serde_json::from_value(ev).unwrap();
+        let api = resizer_api::router(a.app.clone());
+        let resp = resizer_api::handler(&api, LambdaEvent::new(ev, Context::default()))
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path:?}: {e}"));
+        assert_eq!(resp.status_code, want, "{method} {path:?} ?{query:?}");
+    }
+}
+
+#[tokio::test]
 async fn an_idempotency_key_replays_the_job_and_refuses_another_request() {
     let a = api().await;
     async fn post(a: &Api, uri: &str, key: &str) -> Resp {

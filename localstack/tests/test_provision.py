@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import unittest
 from pathlib import Path
@@ -75,6 +77,13 @@ class FakeCloud:
         self.functions.remove(FunctionName)
 
 
+def deploy(cloud: FakeCloud) -> bool:
+    """Deployer.deploy on the fake, its progress and error lines kept out of the test output (a
+    CI log would show the expected failures as if they were real)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        return deployer_on(cloud).deploy({}, {}, "0" * 64)
+
+
 def deployer_on(cloud: FakeCloud) -> provision.Deployer:
     deployer = provision.Deployer.__new__(provision.Deployer)
     deployer.stack = "resizer-local"
@@ -98,7 +107,7 @@ class CreateTest(unittest.TestCase):
         cloud = FakeCloud([COLLIDED, None])
         cloud.functions.add("resizer-local-SweepFunction-3ce88046")
 
-        changed = deployer_on(cloud).deploy({}, {}, "0" * 64)
+        changed = deploy(cloud)
 
         self.assertTrue(changed)
         self.assertEqual(cloud.stack["StackStatus"], "CREATE_COMPLETE")
@@ -120,7 +129,7 @@ class CreateTest(unittest.TestCase):
         cloud = FakeCloud([COLLIDED] * provision.CREATE_ATTEMPTS + [None])
 
         with self.assertRaises(SystemExit) as exit_:
-            deployer_on(cloud).deploy({}, {}, "0" * 64)
+            deploy(cloud)
 
         self.assertEqual(exit_.exception.code, 1)
         self.assertEqual(cloud.creations, provision.CREATE_ATTEMPTS)
@@ -129,7 +138,7 @@ class CreateTest(unittest.TestCase):
         cloud = FakeCloud(["Template error: instance of Fn::GetAtt references undefined resource", None])
 
         with self.assertRaises(SystemExit):
-            deployer_on(cloud).deploy({}, {}, "0" * 64)
+            deploy(cloud)
 
         self.assertEqual(cloud.creations, 1)
         self.assertNotIn("delete_stack", cloud.calls)

@@ -47,7 +47,7 @@ impl App {
     /// The caller's preset `name`; `NotFound` if it has none of that name (or the name is not a
     /// preset name at all).
     pub async fn preset(&self, principal: &Principal, name: &str) -> Result<Preset, AppError> {
-        let name = PresetName::parse(name).map_err(|_| AppError::NotFound)?;
+        let name = existing_name(name)?;
         self.stores
             .accounts
             .get_preset(&principal.customer_id, &name)
@@ -67,7 +67,7 @@ impl App {
     /// Deletes the caller's preset `name`; `NotFound` if it has none of that name. Jobs that used
     /// it keep their transform (a job records the parameters it ran with, not the preset).
     pub async fn delete_preset(&self, principal: &Principal, name: &str) -> Result<(), AppError> {
-        let name = PresetName::parse(name).map_err(|_| AppError::NotFound)?;
+        let name = existing_name(name)?;
         self.stores
             .accounts
             .delete_preset(&principal.customer_id, &name)
@@ -110,6 +110,11 @@ impl App {
             })?;
         Ok(preset.apply(own)?)
     }
+}
+
+/// The name of a preset to read or delete: one that is not a preset name names no preset.
+fn existing_name(name: &str) -> Result<PresetName, AppError> {
+    PresetName::parse(name).map_err(|_| AppError::NotFound)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use resizer_app::App;
+use resizer_core::contract::PresetResource;
 use resizer_core::key::{ApiKey, Customer, CustomerStatus, KeyRecord, is_customer_id};
 use resizer_core::usage::{Totals, UsageRange};
 use time::format_description::well_known::Rfc3339;
@@ -387,7 +388,7 @@ fn no_such<'a>(
 
 async fn preset(state: &App, cmd: PresetCommand) -> CliResult {
     let show = |p: resizer_core::preset::Preset| {
-        let resource = resizer_core::contract::PresetResource::from(p);
+        let resource = PresetResource::from(p);
         println!(
             "{}",
             serde_json::to_string_pretty(&resource).unwrap_or_default()
@@ -396,20 +397,13 @@ async fn preset(state: &App, cmd: PresetCommand) -> CliResult {
     match cmd {
         PresetCommand::List { customer } => {
             let who = acting_for(state, &customer).await?;
-            let rows: Vec<Vec<String>> = state
+            let presets: Vec<PresetResource> = state
                 .presets(&who)
                 .await?
                 .into_iter()
-                .map(|p| {
-                    let params: Vec<String> =
-                        p.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    vec![p.name.to_string(), params.join(" "), ts(p.updated_at)]
-                })
+                .map(PresetResource::from)
                 .collect();
-            print!(
-                "{}",
-                table::render(&["name", "params", "updated_at"], &rows)
-            );
+            print!("{}", table::presets(&presets));
         }
         PresetCommand::Get { customer, name } => {
             let who = acting_for(state, &customer).await?;

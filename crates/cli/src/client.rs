@@ -538,40 +538,33 @@ pub async fn jobs(a: JobsArgs) -> CliResult {
 
 pub async fn presets(a: PresetsArgs) -> CliResult {
     let api = Api::new(&a.conn)?;
-    let path = |name: &str| format!("/v1/presets/{}", urlencoding(name));
+    // The name as one path segment, percent-encoded (a preset name needs none; a mistyped one
+    // must still reach the service intact, to be refused there).
+    let path = |name: &str| -> CliResult<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&api.url("/v1/presets"))
+            .map_err(|e| CliError::new(format!("bad --endpoint {:?}: {e}", api.base)))?;
+        url.path_segments_mut()
+            .map_err(|()| CliError::new(format!("bad --endpoint {:?}", api.base)))?
+            .push(name);
+        Ok(url)
+    };
     let body = match a.command {
         PresetsCommand::List => {
             let list: PresetListResource = api.send(api.http.get(api.url("/v1/presets"))).await?;
-            let rows: Vec<Vec<String>> = list
-                .presets
-                .into_iter()
-                .map(|p| {
-                    let params: Vec<String> =
-                        p.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    vec![
-                        p.name,
-                        params.join(" "),
-                        p.updated_at.format(&Rfc3339).unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table::render(&["name", "params", "updated_at"], &rows)
-            );
+            print!("{}", table::presets(&list.presets));
             return Ok(());
         }
-        PresetsCommand::Get { name } => api.send_raw(api.http.get(api.url(&path(&name)))).await?,
+        PresetsCommand::Get { name } => api.send_raw(api.http.get(path(&name)?)).await?,
         PresetsCommand::Put { name, params } => {
             let fields: serde_json::Map<String, Value> = crate::assignments(&params)?
                 .into_iter()
                 .map(|(k, v)| (k, Value::String(v)))
                 .collect();
-            api.send_raw(api.http.put(api.url(&path(&name))).json(&fields))
+            api.send_raw(api.http.put(path(&name)?).json(&fields))
                 .await?
         }
         PresetsCommand::Delete { name } => {
-            api.send_raw(api.http.delete(api.url(&path(&name)))).await?;
+            api.send_raw(api.http.delete(path(&name)?)).await?;
             println!("preset {name} deleted");
             return Ok(());
         }
@@ -581,14 +574,6 @@ pub async fn presets(a: PresetsArgs) -> CliResult {
         serde_json::to_string_pretty(&body).unwrap_or_default()
     );
     Ok(())
-}
-
-/// A path segment, percent-encoded (a preset name needs none; a mistyped one must still reach
-/// the service intact, to be refused there).
-fn urlencoding(segment: &str) -> String {
-    form_urlencoded::byte_serialize(segment.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 #[cfg(test)]

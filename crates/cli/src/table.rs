@@ -1,5 +1,23 @@
 //! Plain aligned text tables for terminals.
 
+/// Presets as a table: name, parameters as `name=value` words, last change (`resizer presets list`
+/// and `resizer admin preset list`).
+pub fn presets(presets: &[resizer_core::contract::PresetResource]) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let rows: Vec<Vec<String>> = presets
+        .iter()
+        .map(|p| {
+            let params: Vec<String> = p.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            vec![
+                p.name.clone(),
+                params.join(" "),
+                p.updated_at.format(&Rfc3339).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    render(&["name", "params", "updated_at"], &rows)
+}
+
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {

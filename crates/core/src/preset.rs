@@ -86,26 +86,19 @@ pub fn validate_params<'a, I>(pairs: I) -> Result<BTreeMap<String, String>, Para
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
-    let mut params: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in pairs {
-        if name == "preset" {
-            return Err(ParamError::new(
-                "preset",
-                "a preset cannot name another preset",
-            ));
-        }
-        if params
-            .insert(name.to_owned(), value.trim().to_owned())
-            .is_some()
-        {
-            return Err(ParamError::new(
-                name,
-                format!("{} is given more than once", crate::shorten(name, 40)),
-            ));
-        }
+    let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+    if pairs.iter().any(|(name, _)| *name == "preset") {
+        return Err(ParamError::new(
+            "preset",
+            "a preset cannot name another preset",
+        ));
     }
-    TransformSpec::from_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    Ok(params)
+    // Unknown, repeated and invalid parameters: a job's own checks, in a job's order.
+    TransformSpec::from_pairs(pairs.iter().copied())?;
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect())
 }
 
 impl Preset {

@@ -77,8 +77,9 @@ pub fn job_request(
     let mut preset = None;
     let mut upload_id = None;
     let content_type = media_type(content_type);
+    let json = content_type.as_deref() == Some("application/json");
     let mut fields = query;
-    if content_type.as_deref() == Some("application/json") {
+    if json {
         fields.extend(json_fields(
             body,
             "{\"upload_id\": \"…\", \"width\": 400, …}",
@@ -92,13 +93,11 @@ pub fn job_request(
                 return Err(ApiError::invalid("preset is given more than once"));
             }
             "preset" => preset = Some(v),
-            "upload_id" if content_type.as_deref() == Some("application/json") => {
-                upload_id = Some(v)
-            }
+            "upload_id" if json => upload_id = Some(v),
             _ => pairs.push((k, v)),
         }
     }
-    if content_type.as_deref() == Some("application/json") && upload_id.is_none() {
+    if json && upload_id.is_none() {
         return Err(ApiError::invalid(
             "upload_id is required in a JSON body (get one from POST /v1/uploads); \
              to send the image itself, use an image Content-Type",
@@ -165,6 +164,17 @@ pub fn json_fields(
             Ok((k, text))
         })
         .collect()
+}
+
+/// Refuses any query parameter on `route` (its name, as in logs), which takes none.
+pub fn none(query: Option<&str>, route: &str) -> Result<(), ApiError> {
+    match query_pairs(query).first() {
+        Some((k, _)) => Err(ApiError::invalid(format!(
+            "{route} takes no parameters, got {:?}",
+            resizer_core::shorten(k, 40)
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Refuses parameters outside `allowed` and repeated ones.

@@ -7,10 +7,9 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
 use resizer_app::{App, Principal};
-use resizer_core::contract::Route;
 use resizer_core::contract::{
     Health, InputResource, JobErrorResource, JobResource, PresetListResource, PresetResource,
-    ResultResource, UploadResource, UsageItem, UsageResource,
+    ResultResource, Route, UploadResource, UsageItem, UsageResource,
 };
 use resizer_core::job::{IdempotencyKey, Job};
 use resizer_core::usage::{Totals, UsageRange};
@@ -136,7 +135,7 @@ pub async fn create_upload(
     headers: HeaderMap,
 ) -> Reply {
     let principal = authenticate(&app, &headers, &log).await?;
-    no_parameters(query.as_deref(), "POST /v1/uploads")?;
+    parse::none(query.as_deref(), Route::CreateUpload.name())?;
     let key = idempotency_key(&headers)?;
     let up = app.create_upload(&principal, key.as_ref()).await?;
     let resource = UploadResource {
@@ -196,7 +195,7 @@ pub async fn list_presets(
     headers: HeaderMap,
 ) -> Reply {
     let principal = authenticate(&app, &headers, &log).await?;
-    no_parameters(query.as_deref(), "GET /v1/presets")?;
+    parse::none(query.as_deref(), Route::ListPresets.name())?;
     let presets = app.presets(&principal).await?;
     Ok(Json(PresetListResource {
         presets: presets.into_iter().map(PresetResource::from).collect(),
@@ -308,19 +307,8 @@ async fn preset_call(
     let Ok(Path(name)) = path else {
         return Err(ApiError::not_found());
     };
-    no_parameters(query.as_deref(), route.name())?;
+    parse::none(query.as_deref(), route.name())?;
     Ok((principal, name))
-}
-
-/// Refuses any query parameter on a route that takes none.
-fn no_parameters(query: Option<&str>, route: &str) -> Result<(), ApiError> {
-    match parse::query_pairs(query).first() {
-        Some((k, _)) => Err(ApiError::invalid(format!(
-            "{route} takes no parameters, got {:?}",
-            resizer_core::shorten(k, 40)
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// The key from `Authorization: Bearer <key>`, else `x-api-key: <key>`.

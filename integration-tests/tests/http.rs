@@ -742,6 +742,21 @@ async fn the_service_end_to_end_over_http() {
         ok && listed.contains("card") && !listed.contains("square"),
         "{listed} {e}"
     );
+    // The customer's own CLI: put, list, get, delete.
+    let conn = ["--endpoint", gw.base.as_str(), "--key", other_key.as_str()];
+    let presets_cli = |args: &[&str]| cli(&[&["presets"], args, &conn[..]].concat());
+    let (ok, saved, e) = presets_cli(&["put", "wide", "width=200", "fit=inside"]);
+    assert!(ok && saved.contains("\"wide\""), "{saved} {e}");
+    let (ok, listed, e) = presets_cli(&["list"]);
+    assert!(
+        ok && listed.contains("fit=inside width=200"),
+        "{listed} {e}"
+    );
+    let (ok, got, e) = presets_cli(&["get", "wide"]);
+    assert!(ok && got.contains("\"200\""), "{got} {e}");
+    assert!(presets_cli(&["delete", "wide"]).0);
+    let (ok, _, e) = presets_cli(&["get", "wide"]);
+    assert!(!ok && e.contains("404 not_found"), "{e}");
 
     // ---- the bad-input matrix: documented status and code, never a 5xx ----
     let mine = jobs[0].0.clone();
